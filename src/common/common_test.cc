@@ -1,0 +1,101 @@
+#include <gtest/gtest.h>
+
+#include "common/base64.h"
+#include "common/error.h"
+#include "common/json.h"
+#include "common/random.h"
+#include "common/time.h"
+
+namespace moat {
+namespace {
+
+TEST(Base64, RoundTripsAllLengths) {
+  std::string data;
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(*Base64Decode(Base64Encode(data)), data);
+    EXPECT_EQ(*Base64UrlDecode(Base64UrlEncode(data)), data);
+    data += static_cast<char>(i * 37);
+  }
+}
+
+TEST(Base64, KnownVectors) {
+  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
+  EXPECT_EQ(Base64Encode("fo"), "Zm8=");
+  EXPECT_EQ(Base64UrlEncode("\xfb\xff"), "-_8");
+  EXPECT_EQ(*Base64Decode("BwWWja0YfJA="), std::string("\x07\x05\x96\x8d\xad\x18\x7c\x90", 8));
+}
+
+TEST(Base64, RejectsNonCanonicalInput) {
+  EXPECT_FALSE(Base64UrlDecode("Zm8="));   // padding not allowed in base64url
+  EXPECT_FALSE(Base64UrlDecode("Zm9"));    // trailing bits not zero ("Zm8" is canonical)
+  EXPECT_TRUE(Base64UrlDecode("Zm8"));
+  EXPECT_FALSE(Base64UrlDecode("Z"));      // impossible length
+  EXPECT_FALSE(Base64UrlDecode("Zm+v"));   // wrong alphabet
+  EXPECT_FALSE(Base64Decode("Zm8"));       // missing padding
+  EXPECT_FALSE(Base64Decode("Zm9=") );     // trailing bits
+  EXPECT_FALSE(Base64Decode("Zm 8="));
+}
+
+TEST(Time, FormatsAndParsesRfc3339) {
+  auto t = ParseRfc3339("2020-10-01T00:00:00.000Z");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(std::chrono::duration_cast<Seconds>(t->time_since_epoch()).count(), 1601510400);
+  EXPECT_EQ(FormatRfc3339(*t), "2020-10-01T00:00:00Z");
+  auto u = ParseRfc3339("2020-10-01T02:00:00.5+02:00");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(FormatRfc3339(*u), "2020-10-01T00:00:00.500Z");
+  EXPECT_FALSE(ParseRfc3339("2020-02-30T00:00:00Z"));
+  EXPECT_FALSE(ParseRfc3339("2020-10-01 00:00:00Z"));
+  EXPECT_FALSE(ParseRfc3339("2020-10-01T00:00:00"));
+  EXPECT_TRUE(ParseRfc3339("2024-02-29T23:59:59Z"));
+}
+
+TEST(Time, Durations) {
+  EXPECT_EQ(*ParseDuration("300s"), std::chrono::seconds(300));
+  EXPECT_EQ(*ParseDuration("1.5s"), std::chrono::milliseconds(1500));
+  EXPECT_FALSE(ParseDuration("300"));
+  EXPECT_FALSE(ParseDuration("s"));
+  EXPECT_EQ(FormatDuration(std::chrono::milliseconds(1500)), "1.5s");
+  EXPECT_EQ(FormatDuration(std::chrono::seconds(3600)), "3600s");
+}
+
+TEST(Json, RefusesDuplicateKeysAndGarbage) {
+  EXPECT_TRUE(json::Parse(R"({"a":1,"b":{"a":2}})"));
+  auto dup = json::Parse(R"({"a":1,"a":2})");
+  ASSERT_FALSE(dup);
+  EXPECT_NE(dup.error().message.find("`a`"), std::string::npos);
+  EXPECT_FALSE(json::Parse(R"({"a":1} x)"));
+  EXPECT_FALSE(json::Parse(R"({"a":)"));
+  EXPECT_FALSE(json::ParseObject("[1]"));
+}
+
+TEST(Json, TypedGettersNameTheField) {
+  auto o = *json::ParseObject(R"({"version":"x","n":"42","b":true})");
+  auto v = json::OptInt(o, "version");
+  ASSERT_FALSE(v);
+  EXPECT_EQ(v.error().message, "field `version` must be an integer, not a string");
+  EXPECT_EQ(**json::OptInt(o, "n"), 42);
+  EXPECT_FALSE(*json::OptInt(o, "missing"));
+  EXPECT_TRUE(**json::OptBool(o, "b"));
+}
+
+TEST(Error, CanonicalHttpMapping) {
+  EXPECT_EQ(HttpStatus(Code::kAborted), 409);
+  EXPECT_EQ(HttpStatus(Code::kUnauthenticated), 401);
+  EXPECT_EQ(HttpStatus(Code::kFailedPrecondition), 400);
+  EXPECT_EQ(CodeName(Code::kPermissionDenied), "PERMISSION_DENIED");
+}
+
+TEST(Random, Shapes) {
+  EXPECT_EQ(RandomHex(20).size(), 40u);
+  std::string uuid = RandomUuid();
+  EXPECT_EQ(uuid.size(), 36u);
+  EXPECT_EQ(uuid[14], '4');
+  std::string id = RandomNumericId();
+  EXPECT_EQ(id.size(), 21u);
+  EXPECT_NE(id[0], '0');
+  EXPECT_NE(RandomHex(16), RandomHex(16));
+}
+
+}  // namespace
+}  // namespace moat

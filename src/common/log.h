@@ -1,0 +1,39 @@
+// Structured logging: one JSON object per line on stderr (or a file), e.g.
+//   {"time":"…","severity":"INFO","message":"listening","addr":"127.0.0.1:8080"}
+// Severity names follow Cloud Logging's. Never pass key material or whole tokens here.
+// Thread-safe: each line is written with a single write(2).
+#pragma once
+
+#include <initializer_list>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace moat::log {
+
+enum class Severity { kDebug, kInfo, kWarning, kError };
+
+using Field = std::pair<std::string_view, std::string>;
+
+void SetMinSeverity(Severity s);
+// Redirects output to an open file descriptor (default 2).
+void SetFd(int fd);
+void Write(Severity s, std::string_view message, std::initializer_list<Field> fields = {});
+
+inline void Debug(std::string_view m, std::initializer_list<Field> f = {}) {
+  Write(Severity::kDebug, m, f);
+}
+inline void Info(std::string_view m, std::initializer_list<Field> f = {}) {
+  Write(Severity::kInfo, m, f);
+}
+inline void Warn(std::string_view m, std::initializer_list<Field> f = {}) {
+  Write(Severity::kWarning, m, f);
+}
+inline void Error(std::string_view m, std::initializer_list<Field> f = {}) {
+  Write(Severity::kError, m, f);
+}
+
+// Escapes a string for inclusion inside a JSON string literal.
+std::string JsonEscape(std::string_view s);
+
+}  // namespace moat::log
