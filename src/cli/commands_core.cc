@@ -1,0 +1,323 @@
+// `moat auth …`, `moat config …`, `moat projects …` and the hidden `moat help-markdown`.
+#include <algorithm>
+
+#include "cli/context.h"
+#include "common/json.h"
+
+namespace moat::cli {
+namespace {
+
+namespace js = boost::json;
+
+Status ActivateServiceAccount(Context& ctx) {
+  std::string file = ctx.Flag("key-file").value_or("");
+  MOAT_TRY(std::string text, ReadFile(file));
+  MOAT_TRY(js::object key, json::ParseObject(text, "key file `" + file + "`"));
+  MOAT_TRY(std::string email, ValidateKeyFile(key));
+  if (std::string a = ctx.Arg("ACCOUNT"); !a.empty() && a != email) {
+    return InvalidArgument("the key file is for `" + email + "`, not `" + a + "`");
+  }
+  ctx.config().PutAccount(email, js::object{{"type", "service_account"}, {"key", key}});
+  MOAT_CHECK_OK(ctx.config().Set("account", email));
+  MOAT_CHECK_OK(ctx.config().Save());
+  ctx.err() << "Activated service account credentials for: [" << email << "]\n";
+  return Ok();
+}
+
+Status Login(Context& ctx) {
+  std::string user = ctx.Arg("USER");
+  if (user.find('@') == std::string::npos) {
+    return ctx.UsageError("USER must be an email address, not `" + user + "`");
+  }
+  std::string password;
+  if (auto file = ctx.Flag("password-file")) {
+    MOAT_TRY(password, ReadFile(*file));
+    while (!password.empty() && (password.back() == '\n' || password.back() == '\r')) {
+      password.pop_back();
+    }
+  } else {
+    MOAT_TRY(password, ctx.ReadSecretLine("Password for " + user + ": "));
+  }
+  if (password.empty()) return InvalidArgument("the password is empty");
+  MOAT_TRY(js::value resp,
+           ctx.PostForm("/token",
+                        {{"grant_type", "password"}, {"username", user}, {"password", password}}));
+  std::optional<std::string> refresh;
+  if (resp.is_object()) {
+    if (auto r = json::OptString(resp.as_object(), "refresh_token"); r && *r) refresh = **r;
+  }
+  if (!refresh) return Unauthenticated("the token endpoint returned no refresh_token");
+  ctx.config().PutAccount(user, js::object{{"type", "user"}, {"refresh_token", *refresh}});
+  MOAT_CHECK_OK(ctx.config().Set("account", user));
+  MOAT_CHECK_OK(ctx.config().Save());
+  ctx.err() << "You are now logged in as [" << user << "].\n";
+  return Ok();
+}
+
+Status AuthList(Context& ctx) {
+  js::array rows;
+  std::string active = ctx.config().Get("account").value_or("");
+  for (const auto& kv : ctx.config().accounts()) {
+    std::string type = "unknown";
+    if (kv.value().is_object()) {
+      if (auto t = json::OptString(kv.value().as_object(), "type"); t && *t) type = **t;
+    }
+    rows.push_back(js::object{
+        {"account", kv.key()}, {"active", kv.key() == active ? "*" : ""}, {"type", type}});
+  }
+  if (active.empty()) {
+    if (auto cred = ctx.ActiveCredential(); cred && cred->source == "MOAT_HOME") {
+      rows.push_back(js::object{{"account", cred->email},
+                                {"active", "*"},
+                                {"type", "service_account ($MOAT_HOME/admin-key.json)"}});
+    }
+  }
+  if (rows.empty()) {
+    ctx.err() << "No credentialed accounts.\n\nTo sign in, run:\n"
+                 "  $ moat auth activate-service-account --key-file=FILE\n"
+                 "  $ moat auth login USER\n";
+    return Ok();
+  }
+  return ctx.Print(rows);
+}
+
+Status Revoke(Context& ctx) {
+  std::vector<std::string> targets;
+  if (ctx.Bool("all").value_or(false)) {
+    for (const auto& kv : ctx.config().accounts()) targets.emplace_back(kv.key());
+  } else if (std::string a = ctx.Arg("ACCOUNT"); !a.empty()) {
+    targets.push_back(a);
+  } else if (auto a = ctx.config().Get("account")) {
+    targets.push_back(*a);
+  } else {
+    return ctx.UsageError("no account to revoke; pass ACCOUNT or `--all`");
+  }
+  for (const std::string& t : targets) {
+    if (!ctx.config().RemoveAccount(t)) {
+      return NotFound("no credentials for `" + t + "`; see `moat auth list`");
+    }
+    if (ctx.config().Get("account") == t) ctx.config().Unset("account");
+  }
+  MOAT_CHECK_OK(ctx.config().Save());
+  ctx.err() << "Revoked credentials:\n";
+  for (const std::string& t : targets) ctx.err() << " - " << t << "\n";
+  return Ok();
+}
+
+Status PrintIdentityToken(Context& ctx) {
+  std::string audience = ctx.Flag("audiences").value_or(ctx.Endpoint());
+  MOAT_TRY(std::string token, ctx.IdToken(audience));
+  ctx.out() << token << "\n";
+  return Ok();
+}
+
+Status PrintAccessToken(Context& ctx) {
+  MOAT_TRY(std::string token, ctx.AccessToken());
+  ctx.out() << token << "\n";
+  return Ok();
+}
+
+Result<std::string> Property(Context& ctx) {
+  std::string name = ctx.Arg("PROPERTY");
+  auto canonical = CanonicalProperty(name);
+  if (!canonical) {
+    std::string msg = "unknown property `" + name + "`";
+    if (auto m = ClosestMatch(name, PropertyNames())) msg += "; did you mean `" + *m + "`?";
+    return ctx.UsageError(msg +
+                          " Known: account, api_endpoint, impersonate_service_account, "
+                          "project, region");
+  }
+  return *canonical;
+}
+
+Status ConfigSet(Context& ctx) {
+  MOAT_TRY(std::string name, Property(ctx));
+  MOAT_CHECK_OK(ctx.config().Set(name, ctx.Arg("VALUE")));
+  MOAT_CHECK_OK(ctx.config().Save());
+  ctx.err() << "Updated property [" << name << "].\n";
+  return Ok();
+}
+
+Status ConfigGet(Context& ctx) {
+  MOAT_TRY(std::string name, Property(ctx));
+  if (auto v = ctx.config().Get(name)) {
+    ctx.out() << *v << "\n";
+  } else if (name == "api_endpoint") {
+    ctx.out() << ctx.Endpoint() << "\n";
+  } else {
+    ctx.err() << "(unset)\n";
+  }
+  return Ok();
+}
+
+Status ConfigUnset(Context& ctx) {
+  MOAT_TRY(std::string name, Property(ctx));
+  ctx.config().Unset(name);
+  MOAT_CHECK_OK(ctx.config().Save());
+  ctx.err() << "Unset property [" << name << "].\n";
+  return Ok();
+}
+
+Status ConfigList(Context& ctx) {
+  js::object props;
+  for (const auto& [k, v] : ctx.config().properties()) props[k] = v;
+  if (ctx.Flag("format")) return ctx.Print(props);
+  for (const auto& [k, v] : ctx.config().properties()) ctx.out() << k << " = " << v << "\n";
+  ctx.err() << "\nYour active configuration is in [" << ctx.config().dir() << "]; API endpoint "
+            << ctx.Endpoint() << ".\n";
+  return Ok();
+}
+
+IamTarget ProjectTarget(Context& ctx) {
+  std::string p = ctx.Arg("PROJECT_ID");
+  return IamTarget{"project", p, "/v1/projects/" + Escape(p), IamTarget::Get::kPostBody};
+}
+
+}  // namespace
+
+void AddCoreCommands(CommandTree& tree) {
+  tree.AddGroup({"auth", "manage credentials the CLI acts with", ""});
+  tree.AddGroup({"config", "view and edit CLI properties",
+                 "Properties live in $MOAT_CONFIG/config (default ~/.config/moat/config). "
+                 "$MOAT_API_ENDPOINT overrides api_endpoint."});
+  tree.AddGroup({"projects", "manage project-level IAM policies", ""});
+
+  tree.Add({"auth activate-service-account",
+            "act as a service account using its key file",
+            "Stores the key file in the CLI's credentials (mode 0600) and makes the account "
+            "active. API calls are authenticated with short self-signed JWTs.",
+            {{"ACCOUNT", "Optional: the key file's client_email, as a check.", false}},
+            {{"key-file", FlagKind::kString, "Service-account JSON key file.", "FILE", true}},
+            "",
+            false,
+            "moat auth activate-service-account --key-file=key.json",
+            false,
+            ActivateServiceAccount});
+  tree.Add({"auth login",
+            "sign in as a user of Moat's built-in directory",
+            "Exchanges the password for a refresh token (the password itself is not stored). "
+            "Without --password-file the password is read from standard input.",
+            {{"USER", "The user's email."}},
+            {{"password-file", FlagKind::kString, "File holding the password.", "FILE"}},
+            "",
+            false,
+            "moat auth login alice@example.com --password-file=pw.txt",
+            false,
+            Login});
+  tree.Add({"auth list",
+            "list credentialed accounts",
+            "",
+            {},
+            {},
+            "table(active:label=ACTIVE, account:label=ACCOUNT, type:label=TYPE)",
+            true,
+            "",
+            false,
+            AuthList});
+  tree.Add({"auth revoke",
+            "forget stored credentials",
+            "",
+            {{"ACCOUNT", "Account to forget; default the active one.", false}},
+            {{"all", FlagKind::kBool, "Forget every account."}},
+            "",
+            false,
+            "",
+            false,
+            Revoke});
+  tree.Add({"auth print-identity-token",
+            "print an ID token for the active identity",
+            "The token's audience is --audiences (default: the API endpoint). Use it as "
+            "`Authorization: Bearer TOKEN` when calling a service.",
+            {},
+            {{"audiences", FlagKind::kString, "Audience of the token, e.g. the service URL.",
+              "AUDIENCE"}},
+            "",
+            false,
+            "curl -H \"Authorization: Bearer $(moat auth print-identity-token "
+            "--audiences=$URL)\" $URL",
+            false,
+            PrintIdentityToken});
+  tree.Add({"auth print-access-token",
+            "print a token for calling Moat's API",
+            "",
+            {},
+            {},
+            "",
+            false,
+            "",
+            false,
+            PrintAccessToken});
+
+  const std::vector<ArgSpec> prop{
+      {"PROPERTY", "account, api_endpoint, impersonate_service_account, project or region."}};
+  tree.Add({"config set",
+            "set a property",
+            "",
+            {prop[0], {"VALUE", "The value."}},
+            {},
+            "",
+            false,
+            "moat config set project my-project\nmoat config set region local\n"
+            "moat config set api_endpoint http://127.0.0.1:8081",
+            false,
+            ConfigSet});
+  tree.Add({"config get", "print a property", "", prop, {}, "", false, "", false, ConfigGet});
+  tree.Add({"config unset", "remove a property", "", prop, {}, "", false, "", false, ConfigUnset});
+  tree.Add({"config list",
+            "print every property that is set",
+            "",
+            {},
+            {},
+            "yaml",
+            false,
+            "",
+            false,
+            ConfigList});
+
+  const std::vector<ArgSpec> project{{"PROJECT_ID", "The project."}};
+  tree.Add({"projects get-iam-policy",
+            "show a project's IAM policy",
+            "Project-level bindings apply to every service and service account in the project.",
+            project,
+            {},
+            "yaml",
+            false,
+            "",
+            false,
+            [](Context& c) { return GetIamPolicyCommand(c, ProjectTarget(c)); }});
+  tree.Add(
+      {"projects set-iam-policy",
+       "replace a project's IAM policy from a file",
+       "",
+       {project[0], {"POLICY_FILE", "JSON or YAML policy file."}},
+       {},
+       "yaml",
+       false,
+       "",
+       false,
+       [](Context& c) { return SetIamPolicyCommand(c, ProjectTarget(c), c.Arg("POLICY_FILE")); }});
+  tree.Add({"projects add-iam-policy-binding", "add an IAM policy binding to a project", "",
+            project, BindingFlags(), "yaml", false,
+            "moat projects add-iam-policy-binding my-project --member=group:devs@example.com "
+            "--role=roles/run.invoker",
+            false, [](Context& c) { return ModifyBindingCommand(c, ProjectTarget(c), true); }});
+  tree.Add({"projects remove-iam-policy-binding", "remove an IAM policy binding from a project", "",
+            project, BindingFlags(), "yaml", false, "", false,
+            [](Context& c) { return ModifyBindingCommand(c, ProjectTarget(c), false); }});
+
+  tree.Add({"help-markdown",
+            "print every command's help as Markdown (docs/cli.md)",
+            "",
+            {},
+            {},
+            "",
+            false,
+            "",
+            true,
+            [](Context& c) -> Status {
+              c.out() << Tree().Markdown();
+              return Ok();
+            }});
+}
+
+}  // namespace moat::cli

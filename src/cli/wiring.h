@@ -1,0 +1,19 @@
+// Real implementations of the CLI's seams, for `moat`'s main(): the HTTP transport over
+// src/http's synchronous client and the RS256 signer over src/crypto. Built as the separate
+// library moat_cli_wiring so moat_cli itself links only moat_common.
+//
+// Thread-safety: both objects are stateless; safe to share.
+#pragma once
+
+#include <memory>
+
+#include "cli/transport.h"
+
+namespace moat::cli {
+
+// Plain-http transport (http::Fetch), 30 s per exchange, 64 MiB response cap.
+std::unique_ptr<Transport> MakeHttpTransport();
+// RS256 (RSA keys) or ES256 (P-256 keys) signer for service-account key files.
+std::unique_ptr<Signer> MakeCryptoSigner();
+
+}  // namespace moat::cli
