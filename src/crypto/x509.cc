@@ -26,6 +26,11 @@ std::optional<TimePoint> FromAsn1(const ASN1_TIME* t) {
   struct tm tm {};
   if (t == nullptr || ASN1_TIME_to_tm(t, &tm) != 1) return std::nullopt;
   time_t secs = timegm(&tm);
+  // A nanosecond TimePoint ends in 2262; certificates often say 9999-12-31 ("never expires").
+  constexpr int64_t kMaxSecs =
+      std::chrono::duration_cast<Seconds>(TimePoint::max().time_since_epoch()).count();
+  if (static_cast<int64_t>(secs) >= kMaxSecs) return TimePoint::max();
+  if (static_cast<int64_t>(secs) <= -kMaxSecs) return TimePoint::min();
   return TimePoint(Seconds(static_cast<int64_t>(secs)));
 }
 
