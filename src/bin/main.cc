@@ -1,22 +1,34 @@
-// moat: one binary, two faces — `moat serve` (the server) and `moat <group> <verb>` (the CLI).
+// moat: one binary, two faces — `moat serve` (the server) and `moat <group> <command>` (the
+// gcloud-shaped CLI, which only talks to the API over HTTP).
 #include <cstdio>
-#include <cstring>
+#include <string>
 #include <string_view>
+#include <vector>
 
-namespace {
-void Usage() {
-  std::fputs(
-      "usage: moat serve [--home DIR] [--gateway-addr HOST:PORT] [--api-addr HOST:PORT]\n"
-      "       moat <group> <command> [flags]   (run, iam, projects, auth, config)\n",
-      stderr);
-}
-}  // namespace
+#include "cli/cli.h"
+#include "cli/wiring.h"
+#include "server/serve.h"
 
 int main(int argc, char** argv) {
-  if (argc < 2 || std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h") {
-    Usage();
-    return argc < 2 ? 2 : 0;
+  if (argc >= 2 && std::string_view(argv[1]) == "serve") {
+    std::vector<std::string> args(argv + 2, argv + argc);
+    for (const auto& a : args) {
+      if (a == "--help" || a == "-h") {
+        std::fputs(moat::server::kServeHelp, stdout);
+        return 0;
+      }
+    }
+    auto options = moat::server::ParseServeFlags(args);
+    if (!options) {
+      std::fprintf(stderr, "moat serve: %s\n", options.error().message.c_str());
+      return 2;
+    }
+    return moat::server::RunServe(*options);
   }
-  std::fprintf(stderr, "moat: `%s` is not available yet in this build\n", argv[1]);
-  return 2;
+  auto env = moat::cli::Env::FromProcess();
+  auto transport = moat::cli::MakeHttpTransport();
+  auto signer = moat::cli::MakeCryptoSigner();
+  env.transport = transport.get();
+  env.signer = signer.get();
+  return moat::cli::Main(argc, argv, env);
 }

@@ -1,0 +1,111 @@
+#include "server/iam_gate.h"
+
+#include <boost/json.hpp>
+#include <unordered_map>
+
+#include "common/json.h"
+#include "iam/roles.h"
+
+namespace moat::server {
+namespace {
+
+constexpr std::string_view kInvoke = "run.routes.invoke";
+
+// Per worker thread: the View in use and principal sets resolved against its IAM snapshot.
+struct ThreadCache {
+  uint64_t generation = ~uint64_t{0};
+  std::shared_ptr<const state::View> view;
+  iam::PrincipalSet anonymous;
+  std::unordered_map<std::string, iam::PrincipalSet> principals;  // member → set
+};
+
+bool IEqualsPrefix(std::string_view s, std::string_view prefix) {
+  if (s.size() < prefix.size()) return false;
+  for (size_t i = 0; i < prefix.size(); ++i) {
+    char a = s[i], b = prefix[i];
+    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
+    if (a != b) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view BearerToken(std::string_view v) {
+  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+  if (!IEqualsPrefix(v, "bearer ")) return {};
+  v.remove_prefix(7);
+  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  return v;
+}
+
+gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
+  using gateway::GateDecision;
+  using gateway::TokenHeader;
+  thread_local ThreadCache cache;
+  uint64_t gen = live_.generation();
+  if (gen != cache.generation || !cache.view) {
+    cache.view = live_.Current();
+    cache.generation = gen;
+    cache.principals.clear();
+    cache.anonymous = cache.view->iam->Resolve(iam::Principal::Anonymous());
+  }
+  const state::View& view = *cache.view;
+  if (req.service.invoker_iam_disabled) return GateDecision::Allow(TokenHeader::kNone, "");
+  TimePoint now = clock_.Now();
+  static const uint32_t invoke = *iam::PermissionIndex(kInvoke);
+  if (view.iam->Check(cache.anonymous, req.service.name, invoke, now).allowed) {
+    return GateDecision::Allow(TokenHeader::kNone, "allUsers");
+  }
+
+  TokenHeader which = TokenHeader::kNone;
+  const std::string* header = nullptr;
+  if (req.serverless_authorization) {
+    which = TokenHeader::kServerlessAuthorization;
+    header = req.serverless_authorization;
+  } else if (req.authorization) {
+    which = TokenHeader::kAuthorization;
+    header = req.authorization;
+  }
+  std::string_view token = header ? BearerToken(*header) : std::string_view();
+  if (token.empty()) {
+    return GateDecision::Deny(
+        403, header ? "the " + std::string(gateway::TokenHeaderName(which)) +
+                          " header does not carry a bearer token"
+                    : "the request was not authenticated: no bearer token and the service is "
+                      "not public");
+  }
+
+  identity::VerifyRequest vr;
+  vr.purpose = identity::VerifyPurpose::kGateway;
+  const auto& audiences = req.service.audiences;
+  vr.audience_predicate = [&audiences](std::string_view aud) {
+    for (const auto& a : audiences) {
+      if (a == aud) return true;
+    }
+    return false;
+  };
+  auto verified = verifier_.Verify(token, vr);
+  if (!verified) {
+    const auto& f = verified.error();
+    int status = f.code == Code::kUnavailable ? 503 : 401;
+    return GateDecision::Deny(status, "token refused (" + f.reason + "): " + f.message);
+  }
+  const identity::Identity& id = **verified;
+
+  auto it = cache.principals.find(id.member);
+  if (it == cache.principals.end()) {
+    if (cache.principals.size() > 10'000) cache.principals.clear();
+    iam::Principal p = id.kind == identity::PrincipalKind::kServiceAccount
+                           ? iam::Principal::ServiceAccount(id.email)
+                           : iam::Principal::User(id.email);
+    it = cache.principals.emplace(id.member, view.iam->Resolve(p)).first;
+  }
+  auto decision = view.iam->Check(it->second, req.service.name, invoke, now);
+  if (decision.allowed) return GateDecision::Allow(which, id.member);
+  auto explained = view.iam->Check(it->second, req.service.name, invoke, now, iam::Explain::kYes);
+  return GateDecision::Deny(403, explained.ToString(), id.member);
+}
+
+}  // namespace moat::server

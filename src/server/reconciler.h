@@ -1,0 +1,54 @@
+// Reconciler: makes the data plane match the live state's services.
+//
+// On every View whose services changed it (on its own thread, so a slow process stop never
+// delays policy updates) starts, restarts (new generation) or removes the command-run services
+// in the runtime Supervisor — each with its own metadata server, so the workload gets tokens
+// for its service account — and then publishes a new gateway RouteTable (Host → upstream,
+// timeout, accepted audiences, invokerIamDisabled).
+//
+// Thread-safety: Apply from any thread (it only hands the View over).
+#pragma once
+
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "gateway/route_table.h"
+#include "runtime/supervisor.h"
+#include "server/metadata_servers.h"
+#include "state/live_state.h"
+
+namespace moat::server {
+
+class Reconciler {
+ public:
+  Reconciler(runtime::Supervisor& supervisor, MetadataServers& metadata,
+             gateway::RouteTableHolder& routes, std::string gateway_base);
+  ~Reconciler();
+  void Apply(std::shared_ptr<const state::View> view);
+  // Waits until the View of `revision` (or later) has been reconciled; false on timeout.
+  bool WaitReconciled(int64_t revision, std::chrono::milliseconds timeout);
+  void Stop();
+
+ private:
+  void Run();
+  void Reconcile(const state::View& view);
+
+  runtime::Supervisor& supervisor_;
+  MetadataServers& metadata_;
+  gateway::RouteTableHolder& routes_;
+  std::string gateway_base_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::shared_ptr<const state::View> pending_;
+  int64_t done_revision_ = -1;
+  bool stop_ = false;
+  // Command services the supervisor runs: name → generation started.
+  std::map<std::string, int64_t> running_;  // reconciler thread only
+  std::thread thread_;
+};
+
+}  // namespace moat::server
