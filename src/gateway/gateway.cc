@@ -1,0 +1,688 @@
+#include "gateway/gateway.h"
+
+#include <sys/socket.h>
+
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/beast/http/error.hpp>
+#include <cerrno>
+#include <unordered_map>
+#include <vector>
+
+#include "common/log.h"
+#include "gateway/metrics.h"
+#include "gateway/pages.h"
+#include "http/handler.h"
+#include "http/stream.h"
+
+namespace moat::gateway {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using http::BodyKind;
+using http::Conn;
+using http::error_code;
+using http::use_nothrow;
+using namespace boost::asio::experimental::awaitable_operators;
+using Clock = std::chrono::steady_clock;
+
+std::string_view TokenHeaderName(TokenHeader h) {
+  switch (h) {
+    case TokenHeader::kNone:
+      return "none";
+    case TokenHeader::kAuthorization:
+      return "Authorization";
+    case TokenHeader::kServerlessAuthorization:
+      return "X-Serverless-Authorization";
+  }
+  return "none";
+}
+
+namespace {
+
+struct StringHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// INVARIANT: touched only on its worker's thread.
+struct WorkerState {
+  uint64_t routes_version = 0;
+  std::shared_ptr<const RouteTable> routes;
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>, StringHash, std::equal_to<>>
+      idle;
+  std::string key;  // scratch for the pool key
+};
+
+// RFC 9110 §7.6.1 connection-specific fields (plus Proxy-Connection).
+bool IsHopByHop(std::string_view n) {
+  using http::IEquals;
+  return IEquals(n, "connection") || IEquals(n, "keep-alive") || IEquals(n, "proxy-connection") ||
+         IEquals(n, "te") || IEquals(n, "trailer") || IEquals(n, "transfer-encoding") ||
+         IEquals(n, "upgrade");
+}
+
+bool StartsWithI(std::string_view s, std::string_view p) {
+  return s.size() >= p.size() && http::IEquals(s.substr(0, p.size()), p);
+}
+
+// Field names listed in the Connection header(s) (they are hop-by-hop too).
+std::vector<std::string_view> ConnectionTokens(const http::Headers& h) {
+  std::vector<std::string_view> out;
+  for (const http::Field& f : h) {
+    if (!http::IEquals(f.name, "connection")) continue;
+    std::string_view list = f.value;
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view item = list.substr(0, comma);
+      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) item.remove_prefix(1);
+      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) item.remove_suffix(1);
+      if (!item.empty()) out.push_back(item);
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  return out;
+}
+
+bool Named(const std::vector<std::string_view>& tokens, std::string_view name) {
+  for (std::string_view t : tokens) {
+    if (http::IEquals(t, name)) return true;
+  }
+  return false;
+}
+
+std::string_view ClientIp(std::string_view remote) {
+  size_t colon = remote.rfind(':');
+  std::string_view ip = colon == std::string_view::npos ? remote : remote.substr(0, colon);
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  return ip;
+}
+
+// A pooled connection is reusable only if the upstream has not closed it or sent stray bytes.
+bool StillUsable(Conn& c) {
+  if (c.buffer.size() != 0 || !c.stream.socket().is_open()) return false;
+  char b;
+  ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+struct LogInfo {
+  const ServiceEntry* service = nullptr;
+  std::string decision = "none";
+  std::string principal;
+  std::string reason;
+  TokenHeader token_header = TokenHeader::kNone;
+  int64_t upstream_ms = -1;
+};
+
+}  // namespace
+
+class Gateway::Impl {
+ public:
+  Impl(GatewayOptions o, std::shared_ptr<RouteTableHolder> routes, std::shared_ptr<Gate> gate)
+      : options_(std::move(o)), routes_(std::move(routes)), gate_(std::move(gate)) {}
+
+  void Attach(size_t n) { workers_ = std::vector<WorkerState>(n); }
+  void OnWorkerStop(size_t w) {
+    if (w < workers_.size()) {
+      workers_[w].idle.clear();
+      workers_[w].routes.reset();
+    }
+  }
+  asio::awaitable<bool> Handle(http::Exchange& ex);
+
+  GatewayOptions options_;
+  std::shared_ptr<RouteTableHolder> routes_;
+  std::shared_ptr<Gate> gate_;
+  DenialHook hook_;
+  Metrics metrics_;
+  std::vector<WorkerState> workers_;
+
+ private:
+  asio::awaitable<bool> Reply(http::Exchange& ex, LogInfo& li, int status, std::string body,
+                              bool keep, bool www_authenticate = false);
+  void AccessLog(const http::Exchange& ex, const LogInfo& li);
+  std::string UpstreamHead(const http::Exchange& ex, const GateDecision& d, bool websocket);
+  std::unique_ptr<Conn> Acquire(WorkerState& ws, const ServiceEntry& svc);
+  void Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Conn> c);
+  asio::awaitable<bool> Forward(http::Exchange& ex, LogInfo& li, const ServiceEntry& svc,
+                                const GateDecision& d);
+  asio::awaitable<bool> RelayResponse(http::Exchange& ex, LogInfo& li, WorkerState& ws,
+                                      const ServiceEntry& svc, std::unique_ptr<Conn> up,
+                                      http::ResponseHead& resp, bool upstream_reusable);
+  asio::awaitable<bool> Tunnel(http::Exchange& ex, LogInfo& li, const ServiceEntry& svc,
+                               const GateDecision& d);
+};
+
+namespace {
+
+class GatewayHandler : public http::Handler {
+ public:
+  explicit GatewayHandler(std::shared_ptr<Gateway::Impl> impl) : impl_(std::move(impl)) {}
+  void Attach(size_t workers) override { impl_->Attach(workers); }
+  asio::awaitable<bool> Handle(http::Exchange& ex) override { return impl_->Handle(ex); }
+  void OnWorkerStop(size_t worker) override { impl_->OnWorkerStop(worker); }
+
+ private:
+  std::shared_ptr<Gateway::Impl> impl_;
+};
+
+asio::awaitable<void> Pump(Conn& from, Conn& to) {
+  for (;;) {
+    if (from.buffer.size() > 0) {
+      error_code wec = co_await http::WriteAll(to, from.Buffered());
+      from.buffer.consume(from.buffer.size());
+      if (wec) break;
+    }
+    auto [ec, n] =
+        co_await from.stream.async_read_some(from.buffer.prepare(16 * 1024), use_nothrow);
+    from.buffer.commit(n);
+    if (ec && from.buffer.size() == 0) break;
+  }
+  error_code ignored;
+  to.stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+}
+
+}  // namespace
+
+void Gateway::Impl::AccessLog(const http::Exchange& ex, const LogInfo& li) {
+  if (!options_.access_log) return;
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - ex.start).count();
+  log::Info("request",
+            {{"request_id", ex.request_id},
+             {"service", li.service ? li.service->name : std::string()},
+             {"host", ex.head.host},
+             {"method", ex.head.method},
+             {"path", std::string(ex.head.Path())},
+             {"principal", li.principal},
+             {"decision", li.decision},
+             {"token_header", std::string(TokenHeaderName(li.token_header))},
+             {"status", std::to_string(ex.status)},
+             {"latency_ms", std::to_string(ms)},
+             {"upstream_ms", li.upstream_ms < 0 ? std::string() : std::to_string(li.upstream_ms)},
+             {"reason", li.reason},
+             {"remote", ex.remote_addr}});
+}
+
+asio::awaitable<bool> Gateway::Impl::Reply(http::Exchange& ex, LogInfo& li, int status,
+                                           std::string body, bool keep, bool www_authenticate) {
+  http::Response r;
+  r.status = status;
+  r.headers.Add("Content-Type", std::string(kHtmlContentType));
+  if (www_authenticate) r.headers.Add("WWW-Authenticate", std::string(kWwwAuthenticate));
+  r.body = std::move(body);
+  // An announced body that was not read cannot be skipped safely: close instead.
+  keep = keep && ex.head.keep_alive && ex.body.done();
+  bool ok = co_await ex.WriteResponse(r, keep);
+  metrics_.CountRequest(ex.worker, status);
+  AccessLog(ex, li);
+  co_return ok&& keep;
+}
+
+asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
+  WorkerState& ws = workers_[ex.worker];
+  LogInfo li;
+  uint64_t v = routes_->version();
+  if (v != ws.routes_version) {
+    ws.routes = routes_->Get();
+    ws.routes_version = v;
+  }
+  const std::shared_ptr<const ServiceEntry>* found = ws.routes->Find(ex.head.host);
+  if (found == nullptr) {
+    metrics_.CountUnknownHost(ex.worker);
+    li.reason = "unknown host";
+    co_return co_await Reply(ex, li, 404, ErrorPage(404), true);
+  }
+  // Keep the entry alive for the whole request even if the table is swapped meanwhile.
+  std::shared_ptr<const ServiceEntry> svc = *found;
+  li.service = svc.get();
+
+  const http::Headers& h = ex.head.headers;
+  if (h.Count("authorization") > 1 || h.Count("x-serverless-authorization") > 1) {
+    li.reason = "repeated credential header";
+    co_return co_await Reply(ex, li, 400, ErrorPage(400), false);
+  }
+  GateRequest greq{*svc,
+                   ex.head.method,
+                   ex.head.target,
+                   ex.head.host,
+                   h,
+                   h.Find("authorization"),
+                   h.Find("x-serverless-authorization"),
+                   ex.remote_addr,
+                   ex.request_id};
+  GateDecision d;
+  try {
+    d = gate_->Decide(greq);
+  } catch (const std::exception& e) {
+    d = GateDecision::Deny(503, std::string("gate failed: ") + e.what());
+  }
+  li.principal = d.principal;
+  if (!d.allowed) {
+    int status = (d.status == 401 || d.status == 403 || d.status == 503) ? d.status : 403;
+    li.decision = "deny";
+    li.reason = d.reason;
+    metrics_.CountDenial(ex.worker, status);
+    if (hook_) {
+      try {
+        hook_(greq, d);
+      } catch (const std::exception& e) {
+        log::Error("denial hook failed", {{"request_id", ex.request_id}, {"error", e.what()}});
+      }
+    }
+    std::string path(ex.head.Path());
+    std::string body = status == 401   ? UnauthorizedPage(path)
+                       : status == 403 ? ForbiddenPage(path)
+                                       : ErrorPage(503);
+    co_return co_await Reply(ex, li, status, std::move(body), true, status == 401);
+  }
+  li.decision = "allow";
+  li.token_header = d.token_header;
+
+  if (ex.head.body == BodyKind::kLength &&
+      ex.head.content_length > options_.max_request_body_bytes) {
+    li.reason = "request body too large";
+    co_return co_await Reply(ex, li, 413, ErrorPage(413), false);
+  }
+  if (ex.head.websocket_upgrade) {
+    if (ex.head.body != BodyKind::kNone) {
+      li.reason = "upgrade request with a body";
+      co_return co_await Reply(ex, li, 400, ErrorPage(400), false);
+    }
+    co_return co_await Tunnel(ex, li, *svc, d);
+  }
+  co_return co_await Forward(ex, li, *svc, d);
+}
+
+std::string Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d,
+                                        bool websocket) {
+  using http::IEquals;
+  const http::RequestHead& head = ex.head;
+  std::vector<std::string_view> named = ConnectionTokens(head.headers);
+  std::string out;
+  out.reserve(512 + head.target.size() + head.headers.size() * 48);
+  out.append(head.method);
+  out.push_back(' ');
+  out.append(head.target);
+  out.append(" HTTP/1.1\r\n");
+  std::string xff;
+  for (const http::Field& f : head.headers) {
+    std::string_view n = f.name;
+    if (IsHopByHop(n) || Named(named, n)) continue;
+    if (IEquals(n, "content-length") || IEquals(n, "expect") || IEquals(n, "proxy-authorization") ||
+        IEquals(n, "x-request-id") || IEquals(n, "x-forwarded-proto") ||
+        IEquals(n, "traceparent") || StartsWithI(n, "x-moat-")) {
+      continue;
+    }
+    if (options_.strip_google_headers && StartsWithI(n, "x-google-")) continue;
+    if (IEquals(n, "x-forwarded-for")) {
+      if (!xff.empty()) xff += ", ";
+      xff += f.value;
+      continue;
+    }
+    if (IEquals(n, "authorization")) {
+      if (d.token_header == TokenHeader::kAuthorization) {
+        if (auto s = StripJwtSignature(f.value)) http::AppendField(&out, n, *s);
+        continue;
+      }
+    } else if (IEquals(n, "x-serverless-authorization")) {
+      // Forwarded only when it carried the verified token, and never with its signature.
+      if (d.token_header == TokenHeader::kServerlessAuthorization) {
+        if (auto s = StripJwtSignature(f.value)) http::AppendField(&out, n, *s);
+      }
+      continue;
+    }
+    http::AppendField(&out, n, f.value);
+  }
+  if (!xff.empty()) xff += ", ";
+  xff += ClientIp(ex.remote_addr);
+  http::AppendField(&out, "X-Forwarded-For", xff);
+  http::AppendField(&out, "X-Forwarded-Proto", "http");
+  http::AppendField(&out, "traceparent", ex.traceparent);
+  http::AppendField(&out, "X-Request-Id", ex.request_id);
+  if (websocket) {
+    http::AppendField(&out, "Connection", "Upgrade");
+    http::AppendField(&out, "Upgrade", head.headers.Get("upgrade"));
+  } else if (head.body == BodyKind::kLength) {
+    http::AppendField(&out, "Content-Length", std::to_string(head.content_length));
+  } else if (head.body == BodyKind::kChunked) {
+    http::AppendField(&out, "Transfer-Encoding", "chunked");
+  }
+  out.append("\r\n");
+  return out;
+}
+
+std::unique_ptr<Conn> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc) {
+  ws.key.assign(svc.upstream_host);
+  ws.key.push_back(':');
+  ws.key.append(std::to_string(svc.upstream_port));
+  auto it = ws.idle.find(std::string_view(ws.key));
+  if (it == ws.idle.end()) return nullptr;
+  while (!it->second.empty()) {
+    std::unique_ptr<Conn> c = std::move(it->second.back());
+    it->second.pop_back();
+    if (StillUsable(*c)) return c;
+    c->Close();
+  }
+  return nullptr;
+}
+
+void Gateway::Impl::Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Conn> c) {
+  ws.key.assign(svc.upstream_host);
+  ws.key.push_back(':');
+  ws.key.append(std::to_string(svc.upstream_port));
+  auto it = ws.idle.find(std::string_view(ws.key));
+  if (it == ws.idle.end()) it = ws.idle.emplace(ws.key, std::vector<std::unique_ptr<Conn>>()).first;
+  if (it->second.size() >= options_.max_idle_upstream_connections) {
+    c->Close();
+    return;
+  }
+  c->stream.expires_never();
+  it->second.push_back(std::move(c));
+}
+
+asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
+                                             const ServiceEntry& svc, const GateDecision& d) {
+  WorkerState& ws = workers_[ex.worker];
+  const auto deadline = Clock::now() + svc.request_timeout;
+  ex.conn.stream.expires_at(deadline);
+  const std::string head = UpstreamHead(ex, d, false);
+  const bool has_body = ex.head.body != BodyKind::kNone;
+
+  std::unique_ptr<Conn> up;
+  http::ResponseHead resp;
+  Clock::time_point sent_at;
+  for (int attempt = 0;; ++attempt) {
+    up = attempt == 0 ? Acquire(ws, svc) : nullptr;
+    bool reused = up != nullptr;
+    if (!up) {
+      up = std::make_unique<Conn>(beast::tcp_stream(ex.conn.stream.get_executor()));
+      auto left = deadline - Clock::now();
+      auto budget = std::min<Clock::duration>(options_.connect_timeout, left);
+      error_code ec =
+          co_await http::Connect(up->stream, svc.upstream_host, svc.upstream_port, budget);
+      if (ec) {
+        bool timeout = ec == beast::error::timeout;
+        metrics_.CountUpstreamError(ex.worker, timeout && Clock::now() >= deadline
+                                                   ? UpstreamError::kTimeout
+                                                   : UpstreamError::kConnect);
+        li.reason = "upstream connect failed: " + ec.message();
+        int status = timeout && Clock::now() >= deadline ? 504 : 502;
+        co_return co_await Reply(ex, li, status, ErrorPage(status), true);
+      }
+    }
+    up->stream.expires_at(deadline);
+    sent_at = Clock::now();
+
+    // Head, then the body streamed in the client's framing (re-chunked when chunked).
+    error_code up_ec;
+    if (has_body) {
+      if (!co_await ex.SendContinue()) co_return false;
+      std::string_view piece;
+      error_code cec = co_await ex.body.Next(ex.conn, &piece);
+      if (cec) {
+        li.reason = "client body: " + cec.message();
+        if (cec == beast::http::error::bad_chunk) {
+          co_return co_await Reply(ex, li, 400, ErrorPage(400), false);
+        }
+        co_return false;
+      }
+      std::string first = head;
+      if (ex.head.body == BodyKind::kChunked && !piece.empty()) {
+        char size_line[24];
+        int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
+        first.append(size_line, static_cast<size_t>(n));
+        first.append(piece);
+        first.append("\r\n");
+      } else {
+        first.append(piece);
+      }
+      up_ec = co_await http::WriteAll(*up, first);
+      while (!up_ec && !piece.empty()) {
+        cec = co_await ex.body.Next(ex.conn, &piece);
+        if (cec) {
+          li.reason = "client body: " + cec.message();
+          up->Close();
+          if (cec == beast::http::error::bad_chunk) {
+            co_return co_await Reply(ex, li, 400, ErrorPage(400), false);
+          }
+          co_return false;
+        }
+        if (piece.empty()) break;
+        // (No co_await inside ?: or && — g++ 12 miscompiles some of those.)
+        if (ex.head.body == BodyKind::kChunked) {
+          up_ec = co_await http::WriteChunk(*up, piece);
+        } else {
+          up_ec = co_await http::WriteAll(*up, piece);
+        }
+      }
+      if (!up_ec && ex.head.body == BodyKind::kChunked) up_ec = co_await http::WriteLastChunk(*up);
+    } else {
+      up_ec = co_await http::WriteAll(*up, head);
+    }
+
+    http::ReadHeadStatus st = http::ReadHeadStatus::kError;
+    http::ParseError perr;
+    if (!up_ec) {
+      for (;;) {
+        size_t head_size = 0;
+        auto left = deadline - Clock::now();
+        st = co_await http::ReadHead(*up, 64 * 1024, left, left, &head_size);
+        if (st != http::ReadHeadStatus::kOk) break;
+        perr = http::ParseResponseHead(up->Buffered().substr(0, head_size), ex.head.method, &resp);
+        up->buffer.consume(head_size);
+        if (perr || resp.status >= 200) break;
+        // Interim 1xx responses (100, 103) are not relayed; 101 without an upgrade is invalid.
+        if (resp.status == 101) {
+          perr = {502, "unexpected 101"};
+          break;
+        }
+      }
+    }
+    if (!up_ec && st == http::ReadHeadStatus::kOk && !perr) break;  // got a response head
+
+    bool timed_out = up_ec == beast::error::timeout || st == http::ReadHeadStatus::kTimeout ||
+                     Clock::now() >= deadline;
+    bool nothing_received =
+        up->buffer.size() == 0 && !perr &&
+        (up_ec || st == http::ReadHeadStatus::kClosed || st == http::ReadHeadStatus::kError);
+    up->Close();
+    // A pooled connection the upstream closed meanwhile: retry once on a fresh one, if the
+    // request had no body (nothing was consumed from the client).
+    if (reused && !has_body && nothing_received && !timed_out && attempt == 0) continue;
+    int status;
+    if (timed_out) {
+      metrics_.CountUpstreamError(ex.worker, UpstreamError::kTimeout);
+      li.reason = "upstream timeout";
+      status = 504;
+    } else if (perr || st == http::ReadHeadStatus::kTooLarge) {
+      metrics_.CountUpstreamError(ex.worker, UpstreamError::kProtocol);
+      li.reason = perr ? "upstream response: " + std::string(perr.reason)
+                       : "upstream response head too large";
+      status = 502;
+    } else {
+      metrics_.CountUpstreamError(ex.worker, UpstreamError::kReset);
+      li.reason = "upstream closed the connection";
+      status = 502;
+    }
+    co_return co_await Reply(ex, li, status, ErrorPage(status), !has_body || ex.body.done());
+  }
+  double secs = std::chrono::duration<double>(Clock::now() - sent_at).count();
+  metrics_.ObserveUpstreamLatency(ex.worker, secs);
+  li.upstream_ms = static_cast<int64_t>(secs * 1000);
+  co_return co_await RelayResponse(ex, li, ws, svc, std::move(up), resp, true);
+}
+
+asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& li, WorkerState& ws,
+                                                   const ServiceEntry& svc,
+                                                   std::unique_ptr<Conn> up,
+                                                   http::ResponseHead& resp,
+                                                   bool upstream_reusable) {
+  using http::IEquals;
+  std::vector<std::string_view> named = ConnectionTokens(resp.headers);
+  const bool client_11 = ex.head.version_minor == 1;
+  // How the body goes to the client: as-is with Content-Length, re-chunked, or until close.
+  enum class Out { kNone, kLength, kChunked, kUntilClose } out_kind;
+  switch (resp.body) {
+    case BodyKind::kNone:
+      out_kind = Out::kNone;
+      break;
+    case BodyKind::kLength:
+      out_kind = Out::kLength;
+      break;
+    default:
+      out_kind = client_11 ? Out::kChunked : Out::kUntilClose;
+      break;
+  }
+  bool keep = ex.head.keep_alive && out_kind != Out::kUntilClose && ex.body.done();
+
+  std::string head;
+  head.reserve(256 + resp.headers.size() * 48);
+  char line[32];
+  int n = std::snprintf(line, sizeof line, "HTTP/1.1 %d ", resp.status);
+  head.append(line, static_cast<size_t>(n));
+  head.append(resp.reason.empty() ? http::ReasonPhrase(resp.status) : resp.reason);
+  head.append("\r\n");
+  for (const http::Field& f : resp.headers) {
+    std::string_view name = f.name;
+    if (IsHopByHop(name) || Named(named, name) || IEquals(name, "x-request-id")) continue;
+    if (IEquals(name, "content-length") && out_kind != Out::kNone) continue;
+    http::AppendField(&head, name, f.value);
+  }
+  http::AppendField(&head, "X-Request-Id", ex.request_id);
+  if (out_kind == Out::kLength) {
+    http::AppendField(&head, "Content-Length", std::to_string(resp.content_length));
+  } else if (out_kind == Out::kChunked) {
+    http::AppendField(&head, "Transfer-Encoding", "chunked");
+  }
+  if (!keep) http::AppendField(&head, "Connection", "close");
+  head.append("\r\n");
+  ex.status = resp.status;
+  metrics_.CountRequest(ex.worker, resp.status);
+
+  http::BodyReader body(resp.body, resp.content_length);
+  bool ok = true;
+  // Send the head together with whatever body bytes already arrived with it.
+  if (out_kind == Out::kLength && up->buffer.size() > 0) {
+    std::string_view piece;
+    error_code ec = co_await body.Next(*up, &piece);
+    if (ec) {
+      ok = false;
+    } else {
+      head.append(piece);
+    }
+  }
+  if (ok) {
+    error_code wec = co_await http::WriteAll(ex.conn, head);
+    if (wec) ok = false;
+  }
+  while (ok && !body.done()) {
+    std::string_view piece;
+    error_code ec = co_await body.Next(*up, &piece);
+    if (ec) {
+      metrics_.CountUpstreamError(
+          ex.worker, ec == beast::error::timeout ? UpstreamError::kTimeout : UpstreamError::kReset);
+      li.reason = "upstream body: " + ec.message();
+      ok = false;
+      break;
+    }
+    if (piece.empty()) break;
+    if (out_kind == Out::kChunked) {
+      ec = co_await http::WriteChunk(ex.conn, piece);
+    } else {
+      ec = co_await http::WriteAll(ex.conn, piece);
+    }
+    if (ec) {
+      li.reason = "client write: " + ec.message();
+      ok = false;
+    }
+  }
+  if (ok && out_kind == Out::kChunked) {
+    error_code wec = co_await http::WriteLastChunk(ex.conn);
+    if (wec) ok = false;
+  }
+  if (ok && upstream_reusable && resp.keep_alive && resp.body != BodyKind::kUntilClose &&
+      body.done()) {
+    Release(ws, svc, std::move(up));
+  } else {
+    up->Close();
+  }
+  AccessLog(ex, li);
+  co_return ok&& keep;
+}
+
+asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
+                                            const ServiceEntry& svc, const GateDecision& d) {
+  WorkerState& ws = workers_[ex.worker];
+  const auto deadline = Clock::now() + svc.request_timeout;
+  auto up = std::make_unique<Conn>(beast::tcp_stream(ex.conn.stream.get_executor()));
+  error_code ec = co_await http::Connect(
+      up->stream, svc.upstream_host, svc.upstream_port,
+      std::min<Clock::duration>(options_.connect_timeout, deadline - Clock::now()));
+  if (ec) {
+    metrics_.CountUpstreamError(ex.worker, UpstreamError::kConnect);
+    li.reason = "upstream connect failed: " + ec.message();
+    co_return co_await Reply(ex, li, 502, ErrorPage(502), false);
+  }
+  up->stream.expires_at(deadline);
+  ex.conn.stream.expires_at(deadline);
+  ec = co_await http::WriteAll(*up, UpstreamHead(ex, d, true));
+  http::ResponseHead resp;
+  http::ParseError perr{502, "no response"};
+  if (!ec) {
+    size_t head_size = 0;
+    auto left = deadline - Clock::now();
+    http::ReadHeadStatus st = co_await http::ReadHead(*up, 64 * 1024, left, left, &head_size);
+    if (st == http::ReadHeadStatus::kOk) {
+      perr = http::ParseResponseHead(up->Buffered().substr(0, head_size), "GET", &resp);
+      up->buffer.consume(head_size);
+    }
+  }
+  if (perr) {
+    metrics_.CountUpstreamError(ex.worker, UpstreamError::kProtocol);
+    li.reason = "upstream upgrade failed";
+    up->Close();
+    co_return co_await Reply(ex, li, 502, ErrorPage(502), false);
+  }
+  if (resp.status != 101) {
+    // The upstream refused the upgrade: relay its answer and close.
+    ex.head.keep_alive = false;
+    co_return co_await RelayResponse(ex, li, ws, svc, std::move(up), resp, false);
+  }
+  std::vector<std::string_view> named = ConnectionTokens(resp.headers);
+  std::string head = "HTTP/1.1 101 Switching Protocols\r\n";
+  for (const http::Field& f : resp.headers) {
+    if (IsHopByHop(f.name) || Named(named, f.name) || http::IEquals(f.name, "x-request-id")) {
+      continue;
+    }
+    http::AppendField(&head, f.name, f.value);
+  }
+  http::AppendField(&head, "Connection", "Upgrade");
+  http::AppendField(&head, "Upgrade", resp.headers.Get("upgrade"));
+  http::AppendField(&head, "X-Request-Id", ex.request_id);
+  head.append("\r\n");
+  ex.status = 101;
+  metrics_.CountRequest(ex.worker, 101);
+  error_code wec = co_await http::WriteAll(ex.conn, head);
+  if (wec) {
+    up->Close();
+    co_return false;
+  }
+  // Bytes in both directions until either side closes or the request deadline passes.
+  co_await (Pump(ex.conn, *up) && Pump(*up, ex.conn));
+  up->Close();
+  AccessLog(ex, li);
+  co_return false;
+}
+
+Gateway::Gateway(GatewayOptions options, std::shared_ptr<RouteTableHolder> routes,
+                 std::shared_ptr<Gate> gate)
+    : impl_(std::make_shared<Impl>(std::move(options), std::move(routes), std::move(gate))) {}
+Gateway::~Gateway() = default;
+void Gateway::SetDenialHook(DenialHook hook) { impl_->hook_ = std::move(hook); }
+std::shared_ptr<http::Handler> Gateway::handler() {
+  return std::make_shared<GatewayHandler>(impl_);
+}
+std::string Gateway::RenderMetrics() const { return impl_->metrics_.Render(); }
+
+}  // namespace moat::gateway

@@ -1,0 +1,65 @@
+// The data plane: an IAM-enforcing reverse proxy. For each request on the gateway listener:
+// route by Host (RouteTableHolder) → 404 page if unknown; ask the Gate on the head only →
+// 401/403/503 Cloud Run pages (the body is never forwarded, the connection is closed when a
+// body was announced); otherwise forward to the service's upstream over a per-worker
+// keep-alive pool, streaming bodies both ways, WebSocket upgrades tunnelled after the same
+// check.
+//
+// Upstream failures: cannot connect / reset or garbage before the response head → 502
+// (upstream_errors{kind=connect|reset|protocol}); no response head within the service's
+// request_timeout → 504; a failure after the response head was sent → the client connection
+// is closed (the response is truncated, as Cloud Run does).
+//
+// Usage:
+//   auto routes = std::make_shared<RouteTableHolder>();
+//   Gateway gw(GatewayOptions{}, routes, my_gate);        // my_gate: shared_ptr<Gate>
+//   gw.SetDenialHook([](const GateRequest&, const GateDecision&) { … });
+//   http::Server server(http::ServerOptions{.port = 8080}, gw.handler());
+//   server.Start();  …  routes->Set(new_table);  …  gw.RenderMetrics();
+//
+// Thread-safety: configure (SetDenialHook) before the server starts; RenderMetrics from any
+// thread. The Gateway must outlive the Server using its handler.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gateway/gate.h"
+#include "gateway/route_table.h"
+
+namespace moat::http {
+class Handler;
+}
+
+namespace moat::gateway {
+
+struct GatewayOptions {
+  // Content-Length request bodies above this → 413 before anything is forwarded (Cloud Run's
+  // HTTP/1 limit). Chunked request bodies are streamed without a limit.
+  uint64_t max_request_body_bytes = 32ull * 1024 * 1024;
+  std::chrono::milliseconds connect_timeout{5'000};
+  size_t max_idle_upstream_connections = 64;  // per upstream, per worker
+  bool access_log = true;                     // one JSON line per request
+  bool strip_google_headers = true;           // drop client-sent X-Google-* (GOOGLE.md §11.3)
+};
+
+class Gateway {
+ public:
+  Gateway(GatewayOptions options, std::shared_ptr<RouteTableHolder> routes,
+          std::shared_ptr<Gate> gate);
+  ~Gateway();
+
+  void SetDenialHook(DenialHook hook);
+  // The Server handler; may be used by one Server.
+  std::shared_ptr<http::Handler> handler();
+  std::string RenderMetrics() const;
+
+  class Impl;
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+}  // namespace moat::gateway

@@ -1,0 +1,640 @@
+// Integration tests: the gateway on 127.0.0.1:0 with a fake Gate, in front of a real
+// upstream (a blocking in-test server that records every byte it receives).
+#include "gateway/gateway.h"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket.hpp>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "gateway/pages.h"
+#include "http/client.h"
+#include "http/server.h"
+#include "http/test_util.h"
+
+namespace moat::gateway {
+namespace {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using http::testing::RawClient;
+
+constexpr char kGood[] = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+constexpr char kOther[] = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJib2IifQ.b3RoZXJzaWc";
+constexpr char kDown[] = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJkb3duIn0.ZG93bg";
+constexpr char kSvcHost[] = "svc-abc123.us-central1.run.localhost";
+
+// A blocking HTTP/1.1 upstream: one thread per connection, records requests.
+class Upstream {
+ public:
+  struct Seen {
+    std::string head;
+    std::string body;
+  };
+
+  Upstream() : acceptor_(ioc_, {asio::ip::make_address("127.0.0.1"), 0}) {
+    port_ = acceptor_.local_endpoint().port();
+    accept_thread_ = std::thread([this] { AcceptLoop(); });
+  }
+  ~Upstream() {
+    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
+    accept_thread_.join();
+    {
+      std::lock_guard lock(mu_);
+      for (auto& s : sockets_) ::shutdown(s->native_handle(), SHUT_RDWR);
+    }
+    for (auto& t : threads_) t.join();
+  }
+  uint16_t port() const { return port_; }
+  std::vector<Seen> seen() {
+    std::lock_guard lock(mu_);
+    return seen_;
+  }
+  size_t connections() {
+    std::lock_guard lock(mu_);
+    return sockets_.size();
+  }
+  // Blocks until at least n requests were recorded (bounded, so a bug fails instead of hangs).
+  bool WaitSeen(size_t n) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, std::chrono::seconds(10), [&] { return seen_.size() >= n; });
+  }
+
+ private:
+  void AcceptLoop() {
+    for (;;) {
+      auto sock = std::make_shared<tcp::socket>(ioc_);
+      boost::system::error_code ec;
+      acceptor_.accept(*sock, ec);
+      if (ec) return;
+      std::lock_guard lock(mu_);
+      sockets_.push_back(sock);
+      threads_.emplace_back([this, sock] { Serve(*sock); });
+    }
+  }
+
+  bool Fill(tcp::socket& s, std::string& buf) {
+    char tmp[65536];
+    boost::system::error_code ec;
+    size_t n = s.read_some(asio::buffer(tmp), ec);
+    if (ec) return false;
+    buf.append(tmp, n);
+    return true;
+  }
+
+  void Write(tcp::socket& s, std::string_view data) {
+    boost::system::error_code ec;
+    asio::write(s, asio::buffer(data.data(), data.size()), ec);
+  }
+
+  void Serve(tcp::socket& s) {
+    std::string buf;
+    for (;;) {
+      size_t end;
+      while ((end = buf.find("\r\n\r\n")) == std::string::npos) {
+        if (!Fill(s, buf)) return;
+      }
+      std::string raw = buf.substr(0, end + 4);
+      buf.erase(0, end + 4);
+      http::RequestHead h;
+      if (http::ParseRequestHead(raw, &h)) {
+        Write(s, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+        return;
+      }
+      Seen seen{raw, ""};
+      if (h.Path() == "/ws") {
+        Record(seen);
+        boost::beast::websocket::stream<tcp::socket&> ws(s);
+        boost::system::error_code ec;
+        ws.accept(asio::buffer(raw + buf), ec);
+        if (ec) return;
+        for (;;) {
+          boost::beast::flat_buffer b;
+          ws.read(b, ec);
+          if (ec) return;
+          ws.text(ws.got_text());
+          ws.write(b.data(), ec);
+          if (ec) return;
+        }
+      }
+      if (h.body == http::BodyKind::kLength) {
+        while (buf.size() < h.content_length) {
+          if (!Fill(s, buf)) return;
+        }
+        seen.body = buf.substr(0, h.content_length);
+        buf.erase(0, h.content_length);
+      } else if (h.body == http::BodyKind::kChunked) {
+        http::ChunkedDecoder d;
+        for (;;) {
+          std::string_view v = buf;
+          while (!v.empty() && !d.done() && !d.failed()) {
+            auto st = d.Feed(v);
+            seen.body.append(st.data);
+            v.remove_prefix(st.consumed);
+          }
+          buf = std::string(v);
+          if (d.failed()) return;
+          if (d.done()) break;
+          if (!Fill(s, buf)) return;
+        }
+      }
+      Record(seen);
+      std::string_view path = h.Path();
+      if (path == "/hang") {
+        while (Fill(s, buf)) {
+        }
+        return;
+      }
+      if (path == "/reset") {
+        Write(s, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n0123456789");
+        boost::system::error_code ec;
+        s.shutdown(tcp::socket::shutdown_both, ec);  // dies mid-response
+        return;
+      }
+      if (path == "/big") {
+        size_t n = std::stoul(std::string(h.Query().substr(2)));  // "n=<bytes>"
+        Write(s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n");
+        for (size_t sent = 0; sent < n;) {
+          size_t k = std::min<size_t>(65536, n - sent);
+          std::string chunk(k, '\0');
+          for (size_t i = 0; i < k; ++i) chunk[i] = static_cast<char>('a' + (sent + i) % 26);
+          char size_line[32];
+          std::snprintf(size_line, sizeof size_line, "%zx\r\n", k);
+          Write(s, std::string(size_line) + chunk + "\r\n");
+          sent += k;
+        }
+        Write(s, "0\r\n\r\n");
+        continue;
+      }
+      std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(seen.body.size()) +
+                         "\r\nX-Upstream: yes\r\nConnection: X-Secret-Hop\r\nX-Secret-Hop: 1\r\n"
+                         "X-Request-Id: upstream-chosen\r\n\r\n" +
+                         seen.body;
+      Write(s, resp);
+    }
+  }
+
+  void Record(const Seen& s) {
+    std::lock_guard lock(mu_);
+    seen_.push_back(s);
+    cv_.notify_all();
+  }
+
+  asio::io_context ioc_;
+  tcp::acceptor acceptor_;
+  uint16_t port_;
+  std::thread accept_thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<tcp::socket>> sockets_;
+  std::vector<std::thread> threads_;
+  std::vector<Seen> seen_;
+};
+
+class FakeGate : public Gate {
+ public:
+  GateDecision Decide(const GateRequest& r) override {
+    ++calls;
+    if (r.service.invoker_iam_disabled) return GateDecision::Allow(TokenHeader::kNone, "");
+    const std::string* tok =
+        r.serverless_authorization ? r.serverless_authorization : r.authorization;
+    TokenHeader th = r.serverless_authorization ? TokenHeader::kServerlessAuthorization
+                                                : TokenHeader::kAuthorization;
+    if (tok == nullptr || tok->empty()) return GateDecision::Deny(403, "no credential");
+    if (*tok == std::string("Bearer ") + kGood) {
+      return GateDecision::Allow(th, "user:alice@example.com");
+    }
+    if (*tok == std::string("Bearer ") + kOther) {
+      return GateDecision::Deny(403, "lacks run.routes.invoke", "user:bob@example.com");
+    }
+    if (*tok == std::string("Bearer ") + kDown) return GateDecision::Deny(503, "issuer down");
+    return GateDecision::Deny(401, "bad signature");
+  }
+  std::atomic<int> calls{0};
+};
+
+uint16_t ClosedPort() {
+  asio::io_context ioc;
+  tcp::acceptor a(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  return a.local_endpoint().port();
+}
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    routes_ = std::make_shared<RouteTableHolder>();
+    routes_->Set(MakeTable());
+    gate_ = std::make_shared<FakeGate>();
+    GatewayOptions go;
+    go.max_request_body_bytes = 64 * 1024;
+    go.access_log = getenv("MOAT_TEST_ACCESS_LOG") != nullptr;
+    gateway_ = std::make_unique<Gateway>(go, routes_, gate_);
+    gateway_->SetDenialHook([this](const GateRequest& r, const GateDecision& d) {
+      std::lock_guard lock(mu_);
+      denials_.push_back(std::string(r.request_id) + " " + std::to_string(d.status) + " " +
+                         d.reason);
+    });
+    http::ServerOptions so;
+    so.threads = 2;
+    so.max_head_bytes = 8 * 1024;
+    server_ = std::make_unique<http::Server>(so, gateway_->handler());
+    ASSERT_TRUE(server_->Start());
+  }
+  void TearDown() override { server_->Stop(); }
+
+  std::shared_ptr<RouteTable> MakeTable() {
+    auto t = std::make_shared<RouteTable>();
+    auto add = [&](std::string host, uint16_t port, bool public_svc = false,
+                   std::chrono::milliseconds timeout = std::chrono::seconds(30)) {
+      auto e = std::make_shared<ServiceEntry>();
+      e->name = "projects/p/locations/us-central1/services/" + host.substr(0, host.find('.'));
+      e->upstream_host = "127.0.0.1";
+      e->upstream_port = port;
+      e->invoker_iam_disabled = public_svc;
+      e->request_timeout = timeout;
+      EXPECT_TRUE(t->Add(host, e));
+    };
+    add(kSvcHost, upstream_.port());
+    add("public.run.localhost", upstream_.port(), true);
+    add("down.run.localhost", ClosedPort());
+    add("slow.run.localhost", upstream_.port(), false, std::chrono::milliseconds(300));
+    return t;
+  }
+
+  std::optional<http::testing::RawResponse> Send(RawClient& c, const std::string& req,
+                                                 std::string_view method = "GET") {
+    c.Send(req);
+    return c.Read(method);
+  }
+  std::string Get(std::string path, std::string extra, std::string host = kSvcHost) {
+    return "GET " + path + " HTTP/1.1\r\nHost: " + host + "\r\n" + extra + "\r\n";
+  }
+  uint16_t port() { return server_->port(); }
+
+  Upstream upstream_;
+  std::shared_ptr<RouteTableHolder> routes_;
+  std::shared_ptr<FakeGate> gate_;
+  std::unique_ptr<Gateway> gateway_;
+  std::unique_ptr<http::Server> server_;
+  std::mutex mu_;
+  std::vector<std::string> denials_;
+};
+
+TEST_F(GatewayTest, AllowedRequestReachesUpstreamWithStrippedSignatureAndForwardedHeaders) {
+  RawClient c(port());
+  const std::string tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  auto r = Send(c, Get("/echo?x=1", std::string("Authorization: Bearer ") + kGood +
+                                        "\r\nX-Forwarded-For: 203.0.113.9\r\n"
+                                        "Connection: keep-alive, X-Drop\r\nX-Drop: 1\r\n"
+                                        "X-Google-Internal: spoof\r\nX-Moat-Principal: spoof\r\n"
+                                        "Proxy-Authorization: Basic eA==\r\n"
+                                        "X-Request-Id: spoofed\r\ntraceparent: " +
+                                        tp + "\r\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 200);
+  std::string rid(r->head.headers.Get("X-Request-Id"));
+  EXPECT_EQ(rid.size(), 16u);
+  EXPECT_EQ(r->head.headers.Count("X-Request-Id"), 1u);
+  EXPECT_EQ(r->head.headers.Get("X-Upstream"), "yes");
+  EXPECT_FALSE(r->head.headers.Has("X-Secret-Hop"));  // named by the upstream's Connection
+
+  ASSERT_TRUE(upstream_.WaitSeen(1));
+  std::string h = upstream_.seen()[0].head;
+  EXPECT_EQ(h.rfind("GET /echo?x=1 HTTP/1.1\r\n", 0), 0u);
+  EXPECT_NE(h.find("Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9."
+                   "SIGNATURE_REMOVED_BY_GOOGLE\r\n"),
+            std::string::npos)
+      << h;
+  EXPECT_EQ(h.find("c2lnbmF0dXJl"), std::string::npos);  // the signature never leaves
+  EXPECT_NE(h.find("X-Forwarded-For: 203.0.113.9, 127.0.0.1\r\n"), std::string::npos);
+  EXPECT_NE(h.find("X-Forwarded-Proto: http\r\n"), std::string::npos);
+  EXPECT_NE(h.find("traceparent: " + tp + "\r\n"), std::string::npos);
+  EXPECT_NE(h.find("X-Request-Id: " + rid + "\r\n"), std::string::npos);
+  EXPECT_NE(h.find(std::string("Host: ") + kSvcHost + "\r\n"), std::string::npos);
+  for (const char* gone : {"X-Drop", "spoof", "Proxy-Authorization", "Connection:", "spoofed"}) {
+    EXPECT_EQ(h.find(gone), std::string::npos) << gone;
+  }
+}
+
+TEST_F(GatewayTest, ServerlessAuthorizationWinsAndAuthorizationPassesUntouched) {
+  RawClient c(port());
+  auto r = Send(c, Get("/echo", std::string("X-Serverless-Authorization: Bearer ") + kGood +
+                                    "\r\nAuthorization: Bearer app-level.opaque.token\r\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 200);
+  ASSERT_TRUE(upstream_.WaitSeen(1));
+  std::string h = upstream_.seen()[0].head;
+  EXPECT_NE(h.find("X-Serverless-Authorization: Bearer eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9."
+                   "SIGNATURE_REMOVED_BY_GOOGLE\r\n"),
+            std::string::npos)
+      << h;
+  EXPECT_NE(h.find("Authorization: Bearer app-level.opaque.token\r\n"), std::string::npos);
+  // Missing traceparent: the gateway adds one.
+  EXPECT_NE(h.find("traceparent: 00-"), std::string::npos);
+}
+
+TEST_F(GatewayTest, PublicServiceDropsUnverifiedServerlessHeader) {
+  RawClient c(port());
+  auto r = Send(c, Get("/echo",
+                       "X-Serverless-Authorization: Bearer forged.forged.forged\r\n"
+                       "Authorization: Bearer app.token.value\r\n",
+                       "PUBLIC.run.localhost:8080"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 200);
+  ASSERT_TRUE(upstream_.WaitSeen(1));
+  std::string h = upstream_.seen()[0].head;
+  EXPECT_EQ(h.find("X-Serverless-Authorization"), std::string::npos);
+  EXPECT_NE(h.find("Authorization: Bearer app.token.value\r\n"), std::string::npos);
+}
+
+TEST_F(GatewayTest, DenialsGetCloudRunPagesAndNoBodyReachesUpstream) {
+  {
+    RawClient c(port());
+    auto r = Send(c,
+                  "POST /upload HTTP/1.1\r\nHost: " + std::string(kSvcHost) +
+                      "\r\nAuthorization: Bearer not.a.valid\r\nContent-Length: 11\r\n\r\n"
+                      "SECRET-BODY",
+                  "POST");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 401);
+    EXPECT_EQ(r->head.headers.Get("Content-Type"), "text/html; charset=UTF-8");
+    EXPECT_EQ(r->head.headers.Get("WWW-Authenticate"),
+              "Bearer error=\"invalid_token\" error_description=\"The access token could not be "
+              "verified\"");
+    EXPECT_EQ(r->body, UnauthorizedPage("/upload"));
+    EXPECT_EQ(r->body.find("bad signature"), std::string::npos);  // reason stays internal
+    EXPECT_TRUE(c.WaitClosed());  // body announced but not read → connection closed
+  }
+  {
+    RawClient c(port());
+    auto r = Send(c, Get("/a<b>?q=1", ""));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 403);
+    EXPECT_EQ(r->body,
+              "<html><head>\n"
+              "<meta http-equiv=\"content-type\" content=\"text/html;charset=utf-8\">\n"
+              "<title>403 Forbidden</title>\n"
+              "</head>\n"
+              "<body text=#000000 bgcolor=#ffffff>\n"
+              "<h1>Error: Forbidden</h1>\n"
+              "<h2>Your client does not have permission to get URL <code>/a&lt;b&gt;</code> "
+              "from this server.</h2>\n"
+              "<h2></h2>\n"
+              "</body></html>\n");
+    EXPECT_FALSE(r->head.headers.Has("WWW-Authenticate"));
+    // No body announced: the connection stays usable.
+    auto r2 = Send(c, Get("/x", std::string("Authorization: Bearer ") + kOther + "\r\n"));
+    ASSERT_TRUE(r2);
+    EXPECT_EQ(r2->head.status, 403);
+    auto r3 = Send(c, Get("/x", std::string("Authorization: Bearer ") + kDown + "\r\n"));
+    ASSERT_TRUE(r3);
+    EXPECT_EQ(r3->head.status, 503);
+  }
+  {
+    // Expect: 100-continue on a denied request: no 100, straight to the 403.
+    RawClient c(port());
+    auto r = Send(c,
+                  "PUT /x HTTP/1.1\r\nHost: " + std::string(kSvcHost) +
+                      "\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n",
+                  "PUT");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 403);
+  }
+  // A sentinel allowed request: the upstream must have seen it and nothing before it.
+  RawClient c(port());
+  auto ok = Send(c, Get("/sentinel", std::string("Authorization: Bearer ") + kGood + "\r\n"));
+  ASSERT_TRUE(ok);
+  ASSERT_TRUE(upstream_.WaitSeen(1));
+  auto seen = upstream_.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].head.rfind("GET /sentinel ", 0), 0u);
+  EXPECT_EQ(upstream_.connections(), 1u);
+  std::lock_guard lock(mu_);
+  ASSERT_EQ(denials_.size(), 5u);
+  EXPECT_NE(denials_[0].find(" 401 bad signature"), std::string::npos);
+  std::string metrics = gateway_->RenderMetrics();
+  EXPECT_NE(metrics.find("moat_gateway_denials_total{reason=\"unauthenticated\"} 1\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("moat_gateway_denials_total{reason=\"forbidden\"} 3\n"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("moat_gateway_denials_total{reason=\"unavailable\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("moat_gateway_requests_total{code=\"2xx\"} 1\n"), std::string::npos);
+  EXPECT_NE(metrics.find("moat_gateway_upstream_latency_seconds_count 1\n"), std::string::npos);
+}
+
+TEST_F(GatewayTest, UnknownHostIs404AndRouteSwapIsSeen) {
+  RawClient c(port());
+  auto r = Send(c, Get("/", "", "nope.run.localhost"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 404);
+  EXPECT_EQ(r->body, ErrorPage(404));
+  EXPECT_EQ(gate_->calls.load(), 0);  // routing happens before the gate
+  auto t = MakeTable();
+  auto e = std::make_shared<ServiceEntry>();
+  e->name = "projects/p/locations/l/services/new";
+  e->upstream_host = "127.0.0.1";
+  e->upstream_port = upstream_.port();
+  e->invoker_iam_disabled = true;
+  ASSERT_TRUE(t->Add("nope.run.localhost", e));
+  routes_->Set(t);
+  auto r2 = Send(c, Get("/", "", "nope.run.localhost"));
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->head.status, 200);
+}
+
+TEST_F(GatewayTest, LimitsAndSmugglingAreRefusedBeforeForwarding) {
+  {
+    RawClient c(port());
+    auto r = Send(c, Get("/", std::string("Authorization: Bearer ") + kGood +
+                                  "\r\nX-Big: " + std::string(9000, 'a') + "\r\n"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 431);
+  }
+  {
+    RawClient c(port());
+    auto r = Send(c,
+                  "POST / HTTP/1.1\r\nHost: " + std::string(kSvcHost) +
+                      "\r\nAuthorization: Bearer " + kGood + "\r\nContent-Length: 100000\r\n\r\n",
+                  "POST");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 413);
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  {
+    RawClient c(port());
+    auto r = Send(c,
+                  "POST / HTTP/1.1\r\nHost: " + std::string(kSvcHost) +
+                      "\r\nAuthorization: Bearer " + kGood +
+                      "\r\nContent-Length: 45\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+                  "POST");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 400);
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  {
+    RawClient c(port());
+    auto r = Send(c, Get("/", std::string("Authorization: Bearer ") + kGood +
+                                  "\r\nAuthorization: Bearer other.x.y\r\n"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 400);
+  }
+  RawClient c(port());
+  ASSERT_TRUE(Send(c, Get("/sentinel", std::string("Authorization: Bearer ") + kGood + "\r\n")));
+  ASSERT_TRUE(upstream_.WaitSeen(1));
+  auto seen = upstream_.seen();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].head.rfind("GET /sentinel ", 0), 0u);
+}
+
+TEST_F(GatewayTest, ChunkedRequestAndLargeChunkedResponseStream) {
+  RawClient c(port());
+  auto r = Send(c,
+                "POST /echo HTTP/1.1\r\nHost: " + std::string(kSvcHost) +
+                    "\r\nAuthorization: Bearer " + kGood +
+                    "\r\nTransfer-Encoding: chunked\r\n\r\n"
+                    "5\r\nhello\r\n1;ext=1\r\n \r\n5\r\nworld\r\n0\r\nX-Trailer: t\r\n\r\n",
+                "POST");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 200);
+  EXPECT_EQ(r->body, "hello world");
+  ASSERT_TRUE(upstream_.WaitSeen(1));
+  auto seen = upstream_.seen();
+  EXPECT_EQ(seen[0].body, "hello world");
+  EXPECT_NE(seen[0].head.find("Transfer-Encoding: chunked\r\n"), std::string::npos);
+
+  const size_t n = 5 * 1024 * 1024 + 7;
+  auto big = Send(c, Get("/big?n=" + std::to_string(n),
+                         std::string("Authorization: Bearer ") + kGood + "\r\n"));
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->head.status, 200);
+  EXPECT_EQ(big->head.body, http::BodyKind::kChunked);
+  ASSERT_EQ(big->body.size(), n);
+  for (size_t i = 0; i < n; i += 4099) {
+    ASSERT_EQ(big->body[i], static_cast<char>('a' + i % 26)) << i;
+  }
+  // A large Content-Length body from the client within the limit is forwarded whole.
+  std::string payload(60000, 'q');
+  auto r3 = Send(c,
+                 "POST /echo HTTP/1.1\r\nHost: " + std::string(kSvcHost) +
+                     "\r\nAuthorization: Bearer " + kGood +
+                     "\r\nContent-Length: " + std::to_string(payload.size()) + "\r\n\r\n" + payload,
+                 "POST");
+  ASSERT_TRUE(r3);
+  EXPECT_EQ(r3->body, payload);
+}
+
+TEST_F(GatewayTest, KeepAliveReusesUpstreamConnection) {
+  RawClient c(port());
+  for (int i = 0; i < 5; ++i) {
+    auto r = Send(c, Get("/echo", std::string("Authorization: Bearer ") + kGood + "\r\n"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 200);
+  }
+  EXPECT_EQ(upstream_.connections(), 1u);
+}
+
+TEST_F(GatewayTest, UpstreamFailuresMapTo502And504AndGatewayKeepsServing) {
+  RawClient c(port());
+  auto down = Send(
+      c, Get("/", std::string("Authorization: Bearer ") + kGood + "\r\n", "down.run.localhost"));
+  ASSERT_TRUE(down);
+  EXPECT_EQ(down->head.status, 502);
+  auto slow = Send(c, Get("/hang", std::string("Authorization: Bearer ") + kGood + "\r\n",
+                          "slow.run.localhost"));
+  ASSERT_TRUE(slow);
+  EXPECT_EQ(slow->head.status, 504);
+  {
+    RawClient c2(port());
+    c2.Send(Get("/reset", std::string("Authorization: Bearer ") + kGood + "\r\n"));
+    // The head arrives, then the truncated body ends in a closed connection.
+    EXPECT_FALSE(c2.Read());
+  }
+  auto ok = Send(c, Get("/echo", std::string("Authorization: Bearer ") + kGood + "\r\n"));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->head.status, 200);
+  std::string m = gateway_->RenderMetrics();
+  EXPECT_NE(m.find("moat_gateway_upstream_errors_total{kind=\"connect\"} 1\n"), std::string::npos)
+      << m;
+  EXPECT_NE(m.find("moat_gateway_upstream_errors_total{kind=\"timeout\"} 1\n"), std::string::npos);
+  EXPECT_NE(m.find("moat_gateway_upstream_errors_total{kind=\"reset\"} 1\n"), std::string::npos);
+}
+
+TEST_F(GatewayTest, SyncClientWorksThroughGateway) {
+  http::ClientRequest req;
+  req.method = "POST";
+  req.url = "http://127.0.0.1:" + std::to_string(port()) + "/echo";
+  req.headers.Add("Host", kSvcHost);
+  req.headers.Add("Authorization", std::string("Bearer ") + kGood);
+  req.body = "via client";
+  auto r = http::Fetch(req);
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "via client");
+}
+
+TEST_F(GatewayTest, WebSocketIsTunnelledAfterTheGate) {
+  namespace websocket = boost::beast::websocket;
+  asio::io_context ioc;
+  {
+    websocket::stream<tcp::socket> ws(ioc);
+    ws.next_layer().connect({asio::ip::make_address("127.0.0.1"), port()});
+    boost::system::error_code ec;
+    ws.handshake(kSvcHost, "/ws", ec);  // no token → 403, handshake fails
+    EXPECT_TRUE(ec);
+  }
+  websocket::stream<tcp::socket> ws(ioc);
+  ws.next_layer().connect({asio::ip::make_address("127.0.0.1"), port()});
+  ws.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
+    req.set(boost::beast::http::field::authorization, std::string("Bearer ") + kGood);
+  }));
+  ws.handshake(kSvcHost, "/ws");
+  for (std::string msg : {std::string("hello"), std::string(100000, 'w')}) {
+    ws.write(asio::buffer(msg));
+    boost::beast::flat_buffer b;
+    ws.read(b);
+    EXPECT_EQ(boost::beast::buffers_to_string(b.data()), msg);
+  }
+  ws.close(websocket::close_code::normal);
+  auto seen = upstream_.seen();
+  ASSERT_EQ(seen.size(), 1u);  // the denied upgrade never reached the upstream
+  EXPECT_NE(seen[0].head.find("SIGNATURE_REMOVED_BY_GOOGLE"), std::string::npos);
+}
+
+TEST(GatewayPages, StripsSignaturesOrRefuses) {
+  EXPECT_EQ(*StripJwtSignature("Bearer a.b.c"), "Bearer a.b.SIGNATURE_REMOVED_BY_GOOGLE");
+  EXPECT_EQ(*StripJwtSignature("bearer  a.b."), "Bearer a.b.SIGNATURE_REMOVED_BY_GOOGLE");
+  EXPECT_FALSE(StripJwtSignature("Basic a.b.c"));
+  EXPECT_FALSE(StripJwtSignature("Bearer opaque"));
+  EXPECT_FALSE(StripJwtSignature("Bearer a.b.c.d.e"));
+  EXPECT_FALSE(StripJwtSignature("Bearer .b.c"));
+  EXPECT_EQ(HtmlEscape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+  EXPECT_NE(
+      UnauthorizedPage("/").find(
+          "<h2>Your client does not have permission to the requested URL <code>/</code>.</h2>"),
+      std::string::npos);
+}
+
+TEST(GatewayRouteTable, NormalizesHosts) {
+  RouteTable t;
+  auto e = std::make_shared<ServiceEntry>();
+  ASSERT_TRUE(t.Add("My-Svc.run.localhost", e));
+  EXPECT_FALSE(t.Add("my-svc.RUN.localhost:9", e));  // same host
+  EXPECT_FALSE(t.Add("", e));
+  EXPECT_NE(t.Find("MY-SVC.run.localhost:8080"), nullptr);
+  EXPECT_NE(t.Find("my-svc.run.localhost."), nullptr);
+  EXPECT_EQ(t.Find("other.run.localhost"), nullptr);
+  EXPECT_EQ(t.Find(""), nullptr);
+  ASSERT_TRUE(t.Add("[::1]:80", e));
+  EXPECT_NE(t.Find("[::1]"), nullptr);
+}
+
+}  // namespace
+}  // namespace moat::gateway

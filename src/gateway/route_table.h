@@ -1,0 +1,70 @@
+// Host → service routing for the data plane. A RouteTable is an immutable snapshot built by
+// the control plane (or tests) and published through a RouteTableHolder; the gateway's
+// workers read it without taking a lock (each worker caches the current snapshot and only
+// reloads it when the holder's version changes).
+//
+// Thread-safety: RouteTable is immutable once published (build it on one thread, then
+// Set()). RouteTableHolder::Set/Get/version are safe from any thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "common/error.h"
+
+namespace moat::gateway {
+
+// What the gateway knows about one service.
+struct ServiceEntry {
+  std::string name;           // "projects/P/locations/R/services/S"
+  std::string upstream_host;  // IP literal or a resolvable name
+  uint16_t upstream_port = 0;
+  std::chrono::milliseconds request_timeout{300'000};  // Cloud Run's default; → 504
+  std::vector<std::string> audiences;  // accepted token audiences (URLs + custom audiences)
+  bool invoker_iam_disabled = false;   // for the Gate
+  // Opaque per-service data owned by the Gate implementation (e.g. a compiled policy).
+  std::shared_ptr<const void> gate_context;
+};
+
+class RouteTable {
+ public:
+  // Maps `host` (case-insensitive; a port or trailing dot is ignored) to `service`.
+  // Errors: kInvalidArgument for an empty host, kAlreadyExists for a host mapped twice.
+  Status Add(std::string_view host, std::shared_ptr<const ServiceEntry> service);
+  // The service for a Host header value ("My-Svc.run.localhost:8080"), or nullptr.
+  const std::shared_ptr<const ServiceEntry>* Find(std::string_view host_header) const;
+  size_t size() const { return by_host_.size(); }
+
+  // Lowercases and strips the port and a trailing dot: "A.B:80" → "a.b", "[::1]:80" → "[::1]".
+  static std::string_view Normalize(std::string_view host, char* buf, size_t buf_size);
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  std::unordered_map<std::string, std::shared_ptr<const ServiceEntry>, Hash, std::equal_to<>>
+      by_host_;
+};
+
+class RouteTableHolder {
+ public:
+  RouteTableHolder() : table_(std::make_shared<const RouteTable>()) {}
+  // Publishes a new snapshot; in-flight requests keep the service entry they started with.
+  void Set(std::shared_ptr<const RouteTable> table);
+  std::shared_ptr<const RouteTable> Get() const { return table_.load(std::memory_order_acquire); }
+  // Incremented by every Set (readers poll it to refresh a cached snapshot).
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+
+ private:
+  std::atomic<std::shared_ptr<const RouteTable>> table_;
+  std::atomic<uint64_t> version_{1};
+};
+
+}  // namespace moat::gateway

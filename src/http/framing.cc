@@ -1,0 +1,467 @@
+#include "http/framing.h"
+
+#include <algorithm>
+
+namespace moat::http {
+namespace {
+
+int HexVal(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool IsFieldValueChar(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 0x7f); }
+
+// Host: reg-name / IPv4 / [IPv6] with an optional port; no whitespace, no userinfo.
+bool IsValidHost(std::string_view h) {
+  if (h.empty() || h.size() > 255) return false;
+  for (unsigned char c : h) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '.' || c == '_' || c == '~' || c == ':' || c == '[' || c == ']' ||
+              c == '%' || c == '!' || c == '$' || c == '&' || c == '\'' || c == '(' || c == ')' ||
+              c == '*' || c == '+' || c == ',' || c == ';' || c == '=';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// Cuts the next CRLF-terminated line at `*pos`. A bare LF or a CR anywhere else is an error.
+bool NextLine(std::string_view raw, size_t* pos, std::string_view* line, ParseError* err,
+              int status) {
+  size_t lf = raw.find('\n', *pos);
+  if (lf == std::string_view::npos) {
+    *err = {status, "unterminated line"};
+    return false;
+  }
+  if (lf == *pos || raw[lf - 1] != '\r') {
+    *err = {status, "bare LF in head"};
+    return false;
+  }
+  *line = raw.substr(*pos, lf - 1 - *pos);
+  if (line->find('\r') != std::string_view::npos) {
+    *err = {status, "bare CR in head"};
+    return false;
+  }
+  *pos = lf + 1;
+  return true;
+}
+
+// Parses "name: value" lines up to the blank line.
+bool ParseFields(std::string_view raw, size_t pos, Headers* headers, const HeadLimits& limits,
+                 ParseError* err, int status, int too_many_status) {
+  for (;;) {
+    std::string_view line;
+    if (!NextLine(raw, &pos, &line, err, status)) return false;
+    if (line.empty()) break;
+    if (line.front() == ' ' || line.front() == '\t') {
+      *err = {status, "obsolete line folding"};
+      return false;
+    }
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) {
+      *err = {status, "header line without colon"};
+      return false;
+    }
+    std::string_view name = line.substr(0, colon);
+    if (name.empty()) {
+      *err = {status, "empty header name"};
+      return false;
+    }
+    for (unsigned char c : name) {
+      if (c == ' ' || c == '\t') {
+        *err = {status, "whitespace before colon"};
+        return false;
+      }
+      if (!IsTokenChar(c)) {
+        *err = {status, "invalid header name"};
+        return false;
+      }
+    }
+    std::string_view value = line.substr(colon + 1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) value.remove_suffix(1);
+    for (unsigned char c : value) {
+      if (!IsFieldValueChar(c)) {
+        *err = {status, "control character in header value"};
+        return false;
+      }
+    }
+    if (headers->size() >= limits.max_fields) {
+      *err = {too_many_status, "too many header fields"};
+      return false;
+    }
+    headers->Add(std::string(name), std::string(value));
+  }
+  if (pos != raw.size()) {
+    *err = {status, "bytes after end of head"};
+    return false;
+  }
+  return true;
+}
+
+// Content-Length: 1*DIGIT, at most 19 digits (fits uint64). Exactly one field.
+bool ParseContentLength(const Headers& h, uint64_t* out, ParseError* err, int status) {
+  const std::string* v = nullptr;
+  for (const Field& f : h) {
+    if (!IEquals(f.name, "content-length")) continue;
+    if (v != nullptr) {
+      *err = {status, "duplicate content-length"};
+      return false;
+    }
+    v = &f.value;
+  }
+  if (v->empty() || v->size() > 19) {
+    *err = {status, "invalid content-length"};
+    return false;
+  }
+  uint64_t n = 0;
+  for (char c : *v) {
+    if (c < '0' || c > '9') {
+      *err = {status, "invalid content-length"};
+      return false;
+    }
+    n = n * 10 + static_cast<uint64_t>(c - '0');
+  }
+  *out = n;
+  return true;
+}
+
+// Transfer-Encoding must be one field whose value is exactly "chunked".
+bool CheckTransferEncoding(const Headers& h, ParseError* err, int status) {
+  if (h.Count("transfer-encoding") != 1) {
+    *err = {status, "repeated transfer-encoding"};
+    return false;
+  }
+  if (!IEquals(h.Get("transfer-encoding"), "chunked")) {
+    *err = {status, "unsupported transfer-encoding"};
+    return false;
+  }
+  return true;
+}
+
+std::string CombinedConnection(const Headers& h) {
+  std::string out;
+  for (const Field& f : h) {
+    if (!IEquals(f.name, "connection")) continue;
+    if (!out.empty()) out += ',';
+    out += f.value;
+  }
+  return out;
+}
+
+bool StartsWithI(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && IEquals(s.substr(0, prefix.size()), prefix);
+}
+
+}  // namespace
+
+bool IsTokenChar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  switch (c) {
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLimits& limits) {
+  ParseError err;
+  *out = RequestHead{};
+  if (raw.find('\0') != std::string_view::npos) return {400, "NUL in head"};
+  size_t pos = 0;
+  // RFC 9112 §2.2: ignore empty lines before the request-line.
+  while (raw.substr(pos, 2) == "\r\n") pos += 2;
+  std::string_view line;
+  if (!NextLine(raw, &pos, &line, &err, 400)) return err;
+
+  size_t sp1 = line.find(' ');
+  if (sp1 == std::string_view::npos || sp1 == 0) return {400, "malformed request line"};
+  std::string_view method = line.substr(0, sp1);
+  for (unsigned char c : method) {
+    if (!IsTokenChar(c)) return {400, "invalid method"};
+  }
+  size_t sp2 = line.find(' ', sp1 + 1);
+  if (sp2 == std::string_view::npos || sp2 == sp1 + 1) return {400, "malformed request line"};
+  std::string_view target = line.substr(sp1 + 1, sp2 - sp1 - 1);
+  std::string_view version = line.substr(sp2 + 1);
+  for (unsigned char c : target) {
+    if (c <= 0x20 || c >= 0x7f) return {400, "invalid request target"};
+  }
+  if (target.find('#') != std::string_view::npos) return {400, "fragment in request target"};
+  if (version == "HTTP/1.1") {
+    out->version_minor = 1;
+  } else if (version == "HTTP/1.0") {
+    out->version_minor = 0;
+  } else if (version.size() == 8 && version.substr(0, 5) == "HTTP/" && version[6] == '.' &&
+             version[5] >= '0' && version[5] <= '9' && version[7] >= '0' && version[7] <= '9') {
+    return {505, "unsupported http version"};
+  } else {
+    return {400, "malformed http version"};
+  }
+
+  if (!ParseFields(raw, pos, &out->headers, limits, &err, 400, 431)) return err;
+  const Headers& h = out->headers;
+
+  // Host: exactly one in HTTP/1.1, at most one in HTTP/1.0.
+  size_t hosts = h.Count("host");
+  if (hosts > 1) return {400, "duplicate host"};
+  if (hosts == 0 && out->version_minor == 1) return {400, "missing host"};
+  if (hosts == 1) {
+    out->host = h.Get("host");
+    if (!IsValidHost(out->host)) return {400, "invalid host"};
+  }
+
+  if (method == "CONNECT") return {501, "connect is not supported"};
+  if (target.front() == '/') {
+    out->target = std::string(target);
+  } else if (target == "*") {
+    if (method != "OPTIONS") return {400, "asterisk-form target without OPTIONS"};
+    out->target = "*";
+  } else if (StartsWithI(target, "http://") || StartsWithI(target, "https://")) {
+    std::string_view rest = target.substr(target.find("://") + 3);
+    size_t end = rest.find_first_of("/?");
+    std::string_view authority = rest.substr(0, end);
+    if (authority.find('@') != std::string_view::npos) return {400, "userinfo in request target"};
+    if (hosts == 0) {
+      out->host = std::string(authority);
+      if (!IsValidHost(out->host)) return {400, "invalid host"};
+    } else if (!IEquals(authority, out->host)) {
+      return {400, "request target authority differs from host"};
+    }
+    std::string_view path = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+    out->target = path.empty() || path.front() == '?' ? "/" + std::string(path) : std::string(path);
+  } else {
+    return {400, "invalid request target"};
+  }
+  out->method = std::string(method);
+
+  bool has_te = h.Has("transfer-encoding");
+  bool has_cl = h.Has("content-length");
+  if (has_te && has_cl) return {400, "both content-length and transfer-encoding"};
+  if (has_te) {
+    if (out->version_minor == 0) return {400, "transfer-encoding in http/1.0"};
+    if (!CheckTransferEncoding(h, &err, 400)) return err;
+    out->body = BodyKind::kChunked;
+  } else if (has_cl) {
+    if (!ParseContentLength(h, &out->content_length, &err, 400)) return err;
+    out->body = BodyKind::kLength;
+  }
+
+  std::string connection = CombinedConnection(h);
+  out->keep_alive =
+      out->version_minor == 1 ? !HasToken(connection, "close") : HasToken(connection, "keep-alive");
+  out->websocket_upgrade = out->method == "GET" && HasToken(connection, "upgrade") &&
+                           h.Count("upgrade") == 1 && HasToken(h.Get("upgrade"), "websocket");
+  if (const std::string* expect = h.Find("expect")) {
+    if (h.Count("expect") != 1 || !IEquals(*expect, "100-continue")) {
+      return {417, "unsupported expectation"};
+    }
+    out->expect_continue = out->version_minor == 1;
+  }
+  return {};
+}
+
+ParseError ParseResponseHead(std::string_view raw, std::string_view request_method,
+                             ResponseHead* out, const HeadLimits& limits) {
+  ParseError err;
+  *out = ResponseHead{};
+  if (raw.find('\0') != std::string_view::npos) return {502, "NUL in response head"};
+  size_t pos = 0;
+  std::string_view line;
+  if (!NextLine(raw, &pos, &line, &err, 502)) return err;
+  if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || (line[7] != '0' && line[7] != '1') ||
+      line[8] != ' ') {
+    return {502, "malformed status line"};
+  }
+  out->version_minor = line[7] - '0';
+  int status = 0;
+  for (size_t i = 9; i < 12; ++i) {
+    if (line[i] < '0' || line[i] > '9') return {502, "malformed status code"};
+    status = status * 10 + (line[i] - '0');
+  }
+  if (status < 100 || status > 599) return {502, "malformed status code"};
+  if (line.size() > 12) {
+    if (line[12] != ' ') return {502, "malformed status line"};
+    for (unsigned char c : line.substr(13)) {
+      if (!IsFieldValueChar(c)) return {502, "control character in reason phrase"};
+    }
+    out->reason = std::string(line.substr(13));
+  }
+  out->status = status;
+  if (!ParseFields(raw, pos, &out->headers, limits, &err, 502, 502)) return err;
+  const Headers& h = out->headers;
+
+  std::string connection = CombinedConnection(h);
+  out->keep_alive =
+      out->version_minor == 1 ? !HasToken(connection, "close") : HasToken(connection, "keep-alive");
+  bool has_te = h.Has("transfer-encoding");
+  bool has_cl = h.Has("content-length");
+  if (has_te && has_cl) return {502, "both content-length and transfer-encoding"};
+  if (has_te && out->version_minor == 0) return {502, "transfer-encoding in http/1.0"};
+  if (has_te && !CheckTransferEncoding(h, &err, 502)) return err;
+  if (has_cl && !ParseContentLength(h, &out->content_length, &err, 502)) return err;
+
+  if (request_method == "HEAD" || status < 200 || status == 204 || status == 304) {
+    out->body = BodyKind::kNone;
+  } else if (has_te) {
+    out->body = BodyKind::kChunked;
+  } else if (has_cl) {
+    out->body = BodyKind::kLength;
+  } else {
+    out->body = BodyKind::kUntilClose;
+    out->keep_alive = false;
+  }
+  return {};
+}
+
+ChunkedDecoder::Step ChunkedDecoder::Fail(std::string_view why, size_t consumed) {
+  state_ = State::kError;
+  error_ = why;
+  return {consumed, {}};
+}
+
+ChunkedDecoder::Step ChunkedDecoder::Feed(std::string_view in) {
+  size_t i = 0;
+  while (i < in.size()) {
+    unsigned char c = static_cast<unsigned char>(in[i]);
+    switch (state_) {
+      case State::kSize: {
+        int v = HexVal(static_cast<char>(c));
+        if (v >= 0) {
+          if (digits_ == 16) return Fail("chunk size too long", i);
+          size_ = size_ * 16 + static_cast<uint64_t>(v);
+          ++digits_;
+          if (size_ >= (uint64_t{1} << 63)) return Fail("chunk size too large", i);
+          ++i;
+        } else if (digits_ == 0) {
+          return Fail("invalid chunk size", i);
+        } else if (c == ';') {
+          state_ = State::kExt;
+          ext_semicolon_ = true;
+          ext_bytes_ = 0;
+          ++i;
+        } else if (c == ' ' || c == '\t') {
+          state_ = State::kExt;
+          ext_semicolon_ = false;
+          ext_bytes_ = 0;
+          ++i;
+        } else if (c == '\r') {
+          state_ = State::kSizeLf;
+          ++i;
+        } else {
+          return Fail("invalid chunk size", i);
+        }
+        break;
+      }
+      case State::kExt:
+        if (!ext_semicolon_) {
+          // Only whitespace may separate the size from the first ';'.
+          if (c == ';') {
+            ext_semicolon_ = true;
+          } else if (c != ' ' && c != '\t') {
+            return Fail("invalid chunk size", i);
+          }
+          ++i;
+        } else if (c == '\r') {
+          state_ = State::kSizeLf;
+          ++i;
+        } else if (IsFieldValueChar(c)) {
+          if (++ext_bytes_ > 4096) return Fail("chunk extension too long", i);
+          ++i;
+        } else {
+          return Fail("invalid chunk extension", i);
+        }
+        break;
+      case State::kSizeLf:
+        if (c != '\n') return Fail("bare CR in chunk size line", i);
+        ++i;
+        state_ = size_ == 0 ? State::kTrailerStart : State::kData;
+        break;
+      case State::kData: {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(size_, in.size() - i));
+        Step step{i + n, in.substr(i, n)};
+        size_ -= n;
+        if (size_ == 0) state_ = State::kDataCr;
+        return step;
+      }
+      case State::kDataCr:
+        if (c != '\r') return Fail("missing CRLF after chunk data", i);
+        state_ = State::kDataLf;
+        ++i;
+        break;
+      case State::kDataLf:
+        if (c != '\n') return Fail("missing CRLF after chunk data", i);
+        state_ = State::kSize;
+        size_ = 0;
+        digits_ = 0;
+        ++i;
+        break;
+      case State::kTrailerStart:
+        if (c == '\r') {
+          state_ = State::kFinalLf;
+          ++i;
+        } else if (c == ' ' || c == '\t') {
+          return Fail("obsolete line folding in trailer", i);
+        } else {
+          state_ = State::kTrailerLine;
+          line_bytes_ = 0;
+          trailer_seen_colon_ = false;
+        }
+        break;
+      case State::kTrailerLine:
+        if (c == '\r') {
+          if (!trailer_seen_colon_) return Fail("malformed trailer field", i);
+          state_ = State::kTrailerLf;
+          ++i;
+          break;
+        }
+        if (!trailer_seen_colon_) {
+          if (c == ':') {
+            if (line_bytes_ == 0) return Fail("malformed trailer field", i);
+            trailer_seen_colon_ = true;
+          } else if (!IsTokenChar(c)) {
+            return Fail("malformed trailer field", i);
+          }
+        } else if (!IsFieldValueChar(c)) {
+          return Fail("control character in trailer", i);
+        }
+        ++line_bytes_;
+        if (++trailer_bytes_ > 16 * 1024) return Fail("trailers too large", i);
+        ++i;
+        break;
+      case State::kTrailerLf:
+        if (c != '\n') return Fail("bare CR in trailer", i);
+        state_ = State::kTrailerStart;
+        ++i;
+        break;
+      case State::kFinalLf:
+        if (c != '\n') return Fail("bare CR after last chunk", i);
+        state_ = State::kDone;
+        return {i + 1, {}};
+      case State::kDone:
+      case State::kError:
+        return {i, {}};
+    }
+  }
+  return {i, {}};
+}
+
+}  // namespace moat::http

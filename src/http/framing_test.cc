@@ -1,0 +1,261 @@
+#include "http/framing.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace moat::http {
+namespace {
+
+RequestHead MustParse(std::string_view raw) {
+  RequestHead h;
+  ParseError e = ParseRequestHead(raw, &h);
+  EXPECT_FALSE(e) << "unexpected " << e.status << " " << e.reason << " for: " << raw;
+  return h;
+}
+
+int StatusOf(std::string_view raw) {
+  RequestHead h;
+  return ParseRequestHead(raw, &h).status;
+}
+
+TEST(HttpFraming, ParsesSimpleGet) {
+  RequestHead h = MustParse("GET /a/b?x=1 HTTP/1.1\r\nHost: Example.com:8080\r\nX-A:  v  \r\n\r\n");
+  EXPECT_EQ(h.method, "GET");
+  EXPECT_EQ(h.target, "/a/b?x=1");
+  EXPECT_EQ(h.Path(), "/a/b");
+  EXPECT_EQ(h.Query(), "x=1");
+  EXPECT_EQ(h.host, "Example.com:8080");
+  EXPECT_EQ(h.headers.Get("x-a"), "v");
+  EXPECT_EQ(h.body, BodyKind::kNone);
+  EXPECT_TRUE(h.keep_alive);
+}
+
+TEST(HttpFraming, DerivesBodyFramingAndConnection) {
+  RequestHead h = MustParse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 12\r\n\r\n");
+  EXPECT_EQ(h.body, BodyKind::kLength);
+  EXPECT_EQ(h.content_length, 12u);
+  h = MustParse("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n");
+  EXPECT_EQ(h.body, BodyKind::kChunked);
+  h = MustParse("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, close\r\n\r\n");
+  EXPECT_FALSE(h.keep_alive);
+  h = MustParse("GET / HTTP/1.0\r\n\r\n");
+  EXPECT_FALSE(h.keep_alive);
+  h = MustParse("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n");
+  EXPECT_TRUE(h.keep_alive);
+  h = MustParse(
+      "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\n"
+      "Upgrade: websocket\r\n\r\n");
+  EXPECT_TRUE(h.websocket_upgrade);
+  h = MustParse("PUT / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n");
+  EXPECT_TRUE(h.expect_continue);
+  h = MustParse("\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\n\r\n");  // leading empty lines
+  EXPECT_EQ(h.method, "GET");
+}
+
+TEST(HttpFraming, RewritesAbsoluteFormWhenAuthorityMatchesHost) {
+  RequestHead h =
+      MustParse("GET http://svc.localhost:8080/p?q HTTP/1.1\r\nHost: SVC.localhost:8080\r\n\r\n");
+  EXPECT_EQ(h.target, "/p?q");
+  h = MustParse("GET http://svc.localhost HTTP/1.1\r\nHost: svc.localhost\r\n\r\n");
+  EXPECT_EQ(h.target, "/");
+  EXPECT_EQ(StatusOf("GET http://other/p HTTP/1.1\r\nHost: svc\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET http://user@svc/p HTTP/1.1\r\nHost: user@svc\r\n\r\n"), 400);
+}
+
+// The smuggling corpus: every request here must be refused before anything is forwarded.
+struct Bad {
+  const char* name;
+  const char* raw;
+  int status;
+};
+
+const Bad kSmuggling[] = {
+    {"cl_and_te",
+     "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"te_and_cl",
+     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", 400},
+    {"duplicate_cl_same",
+     "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 4\r\n\r\n", 400},
+    {"duplicate_cl_diff",
+     "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\nContent-Length: 5\r\n\r\n", 400},
+    {"cl_list", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 4, 4\r\n\r\n", 400},
+    {"cl_plus", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +4\r\n\r\n", 400},
+    {"cl_minus", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400},
+    {"cl_hex", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0x10\r\n\r\n", 400},
+    {"cl_space_inside", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1 0\r\n\r\n", 400},
+    {"cl_empty", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\r\n\r\n", 400},
+    {"cl_overflow", "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999\r\n\r\n",
+     400},
+    {"te_gzip_chunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+     400},
+    {"te_chunked_gzip", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+     400},
+    {"te_double_chunked",
+     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400},
+    {"te_two_fields",
+     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+     "chunked\r\n\r\n",
+     400},
+    {"te_identity", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: identity\r\n\r\n", 400},
+    {"te_xchunked", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", 400},
+    {"te_quoted", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \"chunked\"\r\n\r\n", 400},
+    {"te_vtab",
+     "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: \x0b"
+     "chunked\r\n\r\n",
+     400},
+    {"te_http10", "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"te_space_before_colon", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding : chunked\r\n\r\n",
+     400},
+    {"te_tab_before_colon", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding\t: chunked\r\n\r\n",
+     400},
+    {"obs_fold", "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n chunked\r\n\r\n", 400},
+    {"obs_fold_tab", "GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n\tb\r\n\r\n", 400},
+    {"leading_space_first_header", "GET / HTTP/1.1\r\n Host: h\r\n\r\n", 400},
+    {"bare_lf_header", "GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400},
+    {"bare_lf_request_line", "GET / HTTP/1.1\nHost: h\r\n\r\n", 400},
+    {"bare_cr_value", "GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", 400},
+    {"nul_value", "GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n", 400},
+    {"ctl_value",
+     "GET / HTTP/1.1\r\nHost: h\r\nX: a\x01"
+     "b\r\n\r\n",
+     400},
+    {"del_value",
+     "GET / HTTP/1.1\r\nHost: h\r\nX: a\x7f"
+     "b\r\n\r\n",
+     400},
+    {"bad_name_slash", "GET / HTTP/1.1\r\nHost: h\r\nX/Y: 1\r\n\r\n", 400},
+    {"bad_name_at", "GET / HTTP/1.1\r\nHost: h\r\nX@Y: 1\r\n\r\n", 400},
+    {"bad_name_utf8", "GET / HTTP/1.1\r\nHost: h\r\nX\xc3\xa9: 1\r\n\r\n", 400},
+    {"empty_name", "GET / HTTP/1.1\r\nHost: h\r\n: 1\r\n\r\n", 400},
+    {"no_colon", "GET / HTTP/1.1\r\nHost: h\r\nJustText\r\n\r\n", 400},
+    {"missing_host", "GET / HTTP/1.1\r\n\r\n", 400},
+    {"duplicate_host", "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+    {"host_with_space", "GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+    {"host_with_slash", "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+    {"host_empty", "GET / HTTP/1.1\r\nHost:\r\n\r\n", 400},
+    {"method_bad_char", "G(T / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+    {"two_spaces", "GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+    {"tab_separator", "GET\t/ HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+    {"trailing_space_version", "GET / HTTP/1.1 \r\nHost: h\r\n\r\n", 400},
+    {"lowercase_version", "GET / http/1.1\r\nHost: h\r\n\r\n", 400},
+    {"http09", "GET /\r\n\r\n", 400},
+    {"http2_version", "GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505},
+    {"target_relative", "GET a/b HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+    {"target_fragment", "GET /a#b HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+    {"target_utf8", "GET /\xc3\xa9 HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+    {"asterisk_get", "GET * HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+    {"connect", "CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", 501},
+    {"expect_other", "POST / HTTP/1.1\r\nHost: h\r\nExpect: 200-ok\r\nContent-Length: 1\r\n\r\n",
+     417},
+    {"unterminated", "GET / HTTP/1.1\r\nHost: h\r\n", 400},
+};
+
+TEST(HttpFraming, RefusesSmugglingCorpus) {
+  for (const Bad& b : kSmuggling) {
+    std::string raw(b.raw, std::char_traits<char>::length(b.raw));
+    if (std::string_view(b.name) == "nul_value") {
+      constexpr char kNul[] = "GET / HTTP/1.1\r\nHost: h\r\nX: a\0b\r\n\r\n";
+      raw = std::string(kNul, sizeof kNul - 1);
+    }
+    RequestHead h;
+    ParseError e = ParseRequestHead(raw, &h);
+    EXPECT_EQ(e.status, b.status) << b.name << " (" << e.reason << ")";
+  }
+}
+
+TEST(HttpFraming, TooManyFieldsIs431) {
+  std::string raw = "GET / HTTP/1.1\r\nHost: h\r\n";
+  for (int i = 0; i < 10; ++i) raw += "X-" + std::to_string(i) + ": v\r\n";
+  raw += "\r\n";
+  RequestHead h;
+  EXPECT_EQ(ParseRequestHead(raw, &h, HeadLimits{5}).status, 431);
+  EXPECT_FALSE(ParseRequestHead(raw, &h, HeadLimits{50}));
+}
+
+TEST(HttpFraming, ParsesResponses) {
+  ResponseHead r;
+  ASSERT_FALSE(ParseResponseHead("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "GET", &r));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.body, BodyKind::kLength);
+  ASSERT_FALSE(ParseResponseHead("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", "HEAD", &r));
+  EXPECT_EQ(r.body, BodyKind::kNone);
+  ASSERT_FALSE(ParseResponseHead("HTTP/1.1 204\r\n\r\n", "GET", &r));
+  EXPECT_EQ(r.body, BodyKind::kNone);
+  ASSERT_FALSE(ParseResponseHead("HTTP/1.0 200 OK\r\n\r\n", "GET", &r));
+  EXPECT_EQ(r.body, BodyKind::kUntilClose);
+  EXPECT_FALSE(r.keep_alive);
+  ASSERT_FALSE(
+      ParseResponseHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", "GET", &r));
+  EXPECT_EQ(r.body, BodyKind::kChunked);
+  EXPECT_EQ(
+      ParseResponseHead(
+          "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n", "GET", &r)
+          .status,
+      502);
+  EXPECT_EQ(ParseResponseHead("HTTP/1.1 2000 OK\r\n\r\n", "GET", &r).status, 502);
+  EXPECT_EQ(ParseResponseHead("HTTX/1.1 200 OK\r\n\r\n", "GET", &r).status, 502);
+  EXPECT_EQ(ParseResponseHead("HTTP/1.1 200 OK\r\nA b: c\r\n\r\n", "GET", &r).status, 502);
+}
+
+// Decodes `in` fed in pieces of `step` bytes; returns decoded data or "ERR".
+std::string Decode(std::string_view in, size_t step) {
+  ChunkedDecoder d;
+  std::string out;
+  std::string pending;
+  for (size_t i = 0; i < in.size() && !d.done(); i += step) {
+    pending.append(in.substr(i, step));
+    std::string_view view = pending;
+    while (!view.empty() && !d.done()) {
+      ChunkedDecoder::Step s = d.Feed(view);
+      if (d.failed()) return "ERR";
+      out.append(s.data);
+      view.remove_prefix(s.consumed);
+      if (s.consumed == 0) break;
+    }
+    pending = std::string(view);
+  }
+  return d.done() ? out : "INCOMPLETE";
+}
+
+TEST(HttpFraming, ChunkedDecodesAcrossAnySplit) {
+  const std::string in = "5\r\nhello\r\nA;ext=\"v\"\r\n0123456789\r\n0\r\nX-T: 1\r\n\r\n";
+  for (size_t step = 1; step <= in.size(); ++step) {
+    EXPECT_EQ(Decode(in, step), "hello0123456789") << "step " << step;
+  }
+  EXPECT_EQ(Decode("0\r\n\r\n", 3), "");
+  EXPECT_EQ(Decode("00005\r\nhello\r\n0\r\n\r\n", 7), "hello");
+  EXPECT_EQ(Decode("5 ;a\r\nhello\r\n0\r\n\r\n", 100), "hello");
+  EXPECT_EQ(Decode("5\r\nhel", 100), "INCOMPLETE");
+}
+
+TEST(HttpFraming, ChunkedRefusesLenientForms) {
+  const char* bad[] = {
+      "5\nhello\r\n0\r\n\r\n",                   // bare LF after size
+      "5\r\nhello\n0\r\n\r\n",                   // bare LF after data
+      "5\r\nhelloXX0\r\n\r\n",                   // data longer than size
+      "-5\r\nhello\r\n0\r\n\r\n",                // sign
+      "+5\r\nhello\r\n0\r\n\r\n",                // sign
+      "0x5\r\nhello\r\n0\r\n\r\n",               // hex prefix
+      " 5\r\nhello\r\n0\r\n\r\n",                // leading space
+      "5 6\r\nhello\r\n0\r\n\r\n",               // two numbers
+      "5 \r\nhello\r\n0\r\n\r\n",                // trailing whitespace without extension
+      "\r\nhello\r\n0\r\n\r\n",                  // empty size
+      "g\r\nhello\r\n0\r\n\r\n",                 // not hex
+      "11111111111111111\r\n",                   // 17 digits
+      "8000000000000000\r\n",                    // >= 2^63
+      "5;a\x01\r\nhello\r\n0\r\n\r\n",           // control in extension
+      "5;a\nb\r\nhello\r\n0\r\n\r\n",            // LF in extension
+      "5\r\nhello\r\n0\r\nBad Name: v\r\n\r\n",  // trailer name
+      "5\r\nhello\r\n0\r\n folded\r\n\r\n",      // trailer folding
+      "5\r\nhello\r\n0\r\nnocolon\r\n\r\n",      // trailer without colon
+      "5\r\nhello\r\n0\r\n\n",                   // bare LF at end
+  };
+  for (const char* b : bad) {
+    EXPECT_EQ(Decode(b, 1000), "ERR") << b;
+    EXPECT_EQ(Decode(b, 1), "ERR") << b;
+  }
+}
+
+}  // namespace
+}  // namespace moat::http

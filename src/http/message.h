@@ -1,0 +1,126 @@
+// HTTP/1.1 message pieces shared by every listener and client: a header list with
+// case-insensitive lookup, parsed request/response heads, and the buffered Request/Response
+// used by Router handlers.
+//
+// Thread-safety: value types; one thread at a time per object.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace moat::http {
+
+// ASCII case-insensitive comparison (header names, tokens).
+bool IEquals(std::string_view a, std::string_view b);
+std::string ToLower(std::string_view s);
+// "OK", "Not Found", … ("Unknown" for unregistered codes).
+std::string_view ReasonPhrase(int status);
+// True if `list` (a comma-separated header value such as Connection) contains `token`,
+// compared case-insensitively.
+bool HasToken(std::string_view list, std::string_view token);
+
+struct Field {
+  std::string name;
+  std::string value;
+};
+
+// An ordered multimap of header fields; lookups ignore ASCII case of names.
+class Headers {
+ public:
+  // The first value of `name`, or nullptr.
+  const std::string* Find(std::string_view name) const;
+  // The first value of `name`, or "".
+  std::string_view Get(std::string_view name) const;
+  bool Has(std::string_view name) const { return Find(name) != nullptr; }
+  size_t Count(std::string_view name) const;
+  void Add(std::string name, std::string value);
+  // Replaces every field called `name` with one field.
+  void Set(std::string_view name, std::string value);
+  // Removes every field called `name`; returns how many were removed.
+  size_t Remove(std::string_view name);
+  void Clear() { fields_.clear(); }
+  void Reserve(size_t n) { fields_.reserve(n); }
+
+  size_t size() const { return fields_.size(); }
+  bool empty() const { return fields_.empty(); }
+  std::vector<Field>::const_iterator begin() const { return fields_.begin(); }
+  std::vector<Field>::const_iterator end() const { return fields_.end(); }
+  std::vector<Field>& fields() { return fields_; }
+
+ private:
+  std::vector<Field> fields_;
+};
+
+// How a message body is delimited (RFC 9112 §6.3).
+enum class BodyKind {
+  kNone,        // no body
+  kLength,      // Content-Length bytes
+  kChunked,     // Transfer-Encoding: chunked
+  kUntilClose,  // responses only: read until the connection closes
+};
+
+struct RequestHead {
+  std::string method;
+  // Origin-form ("/path?query"), or "*" for OPTIONS. Absolute-form targets are rewritten to
+  // origin-form by the parser (after checking their authority against Host).
+  std::string target;
+  int version_minor = 1;  // HTTP/1.<minor>, 0 or 1
+  Headers headers;
+  std::string host;  // the Host header value ("" for HTTP/1.0 without one)
+  BodyKind body = BodyKind::kNone;
+  uint64_t content_length = 0;  // when body == kLength
+  bool keep_alive = true;       // from version and Connection
+  bool websocket_upgrade = false;
+  bool expect_continue = false;
+
+  std::string_view Path() const;   // target up to '?'
+  std::string_view Query() const;  // after '?', "" if none
+};
+
+struct ResponseHead {
+  int status = 0;
+  int version_minor = 1;
+  std::string reason;
+  Headers headers;
+  BodyKind body = BodyKind::kNone;
+  uint64_t content_length = 0;
+  bool keep_alive = true;
+};
+
+// A fully buffered request as Router handlers see it.
+struct Request {
+  std::string method;
+  std::string target;                                      // as received (origin-form)
+  std::string path;                                        // percent-decoded path
+  std::vector<std::pair<std::string, std::string>> query;  // decoded, in order
+  Headers headers;
+  std::string body;
+  std::string remote_addr;  // "ip:port"
+  std::string request_id;
+  std::vector<std::pair<std::string, std::string>> path_vars;  // filled by Router
+
+  // First query value / path variable called `name`, or "".
+  std::string_view QueryParam(std::string_view name) const;
+  std::string_view PathVar(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  static Response Json(int status, std::string body);
+  static Response Text(int status, std::string body);
+};
+
+// Percent-decodes `s`; '+' becomes ' ' when `plus_is_space`. Returns false on a malformed
+// escape or a decoded NUL.
+bool PercentDecode(std::string_view s, std::string* out, bool plus_is_space);
+// Splits and decodes an application/x-www-form-urlencoded query string. Malformed pairs are
+// skipped.
+std::vector<std::pair<std::string, std::string>> ParseQuery(std::string_view query);
+
+}  // namespace moat::http

@@ -1,0 +1,337 @@
+#include "http/server.h"
+
+#include <atomic>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "common/log.h"
+#include "http/handler.h"
+
+namespace moat::http {
+
+using asio::ip::tcp;
+
+asio::awaitable<bool> Exchange::WriteResponse(const Response& r, bool keep_alive) {
+  std::string out;
+  out.reserve(256 + r.body.size());
+  char line[64];
+  int n = std::snprintf(line, sizeof line, "HTTP/1.1 %d ", r.status);
+  out.append(line, static_cast<size_t>(n));
+  out.append(ReasonPhrase(r.status));
+  out.append("\r\n");
+  for (const Field& f : r.headers) {
+    if (IEquals(f.name, "content-length") || IEquals(f.name, "transfer-encoding") ||
+        IEquals(f.name, "connection") || IEquals(f.name, "x-request-id")) {
+      continue;
+    }
+    AppendField(&out, f.name, f.value);
+  }
+  AppendField(&out, "X-Request-Id", request_id);
+  bool no_body = r.status < 200 || r.status == 204 || r.status == 304;
+  if (!no_body) AppendField(&out, "Content-Length", std::to_string(r.body.size()));
+  if (!keep_alive) AppendField(&out, "Connection", "close");
+  out.append("\r\n");
+  if (!no_body && head.method != "HEAD") out.append(r.body);
+  status = r.status;
+  conn.stream.expires_after(std::chrono::seconds(30));
+  error_code ec = co_await WriteAll(conn, out);
+  co_return !ec;
+}
+
+asio::awaitable<bool> Exchange::SendContinue() {
+  if (!head.expect_continue || continue_sent) co_return true;
+  continue_sent = true;
+  conn.stream.expires_after(std::chrono::seconds(30));
+  error_code ec = co_await WriteAll(conn, "HTTP/1.1 100 Continue\r\n\r\n");
+  co_return !ec;
+}
+
+asio::awaitable<int> Exchange::ReadFullBody(size_t max_bytes, std::string* out) {
+  out->clear();
+  if (head.body == BodyKind::kLength && head.content_length > max_bytes) co_return 413;
+  if (head.body == BodyKind::kNone) co_return 0;
+  if (!co_await SendContinue()) co_return -1;
+  if (head.body == BodyKind::kLength) out->reserve(head.content_length);
+  body = BodyReader(head.body, head.content_length, max_bytes);
+  conn.stream.expires_after(std::chrono::seconds(60));
+  for (;;) {
+    std::string_view d;
+    error_code ec = co_await body.Next(conn, &d);
+    if (ec == beast::http::error::body_limit) co_return 413;
+    if (ec == beast::http::error::bad_chunk) co_return 400;
+    if (ec) co_return -1;
+    if (d.empty()) co_return 0;
+    out->append(d);
+  }
+}
+
+namespace {
+
+struct ConnEntry {
+  Conn* conn;
+  bool idle;
+};
+
+struct Worker {
+  // INVARIANT: touched only on this worker's thread. Declared before `ioc` so it outlives the
+  // coroutine frames the io_context destroys.
+  std::unordered_set<ConnEntry*> conns;
+  asio::io_context ioc{1};
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
+  std::thread thread;
+};
+
+std::string EndpointString(const tcp::socket& s) {
+  error_code ec;
+  tcp::endpoint ep = s.remote_endpoint(ec);
+  if (ec) return "";
+  std::string a = ep.address().to_string();
+  if (ep.address().is_v6()) a = "[" + a + "]";
+  return a + ":" + std::to_string(ep.port());
+}
+
+}  // namespace
+
+class Server::Impl {
+ public:
+  Impl(ServerOptions o, std::shared_ptr<Handler> h)
+      : options_(std::move(o)), handler_(std::move(h)) {}
+
+  Status Start();
+  void Stop();
+  asio::awaitable<void> AcceptLoop();
+  asio::awaitable<void> Session(Worker& w, size_t index, tcp::socket socket);
+  void WaitForConnections(std::chrono::steady_clock::time_point deadline);
+  void RunOnEachWorker(const std::function<void(Worker&, size_t)>& fn);
+
+  ~Impl() { acceptor_.reset(); }
+
+  ServerOptions options_;
+  std::shared_ptr<Handler> handler_;
+  std::optional<tcp::acceptor> acceptor_;
+  uint16_t port_ = 0;
+  bool started_ = false;
+  bool stopped_ = false;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> active_{0};
+  std::atomic<bool> accept_done_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  // Last: destroyed first, while everything its coroutine frames refer to is still alive.
+  std::vector<std::unique_ptr<Worker>> workers_;
+};
+
+Status Server::Impl::Start() {
+  if (started_) return FailedPrecondition("server already started");
+  error_code ec;
+  asio::ip::address addr = asio::ip::make_address(options_.host, ec);
+  if (ec) return InvalidArgument("invalid listen address `" + options_.host + "`");
+  size_t n = options_.threads > 0 ? static_cast<size_t>(options_.threads)
+                                  : std::max(1u, std::thread::hardware_concurrency());
+  for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+  acceptor_.emplace(workers_[0]->ioc);
+  tcp::endpoint ep(addr, options_.port);
+  acceptor_->open(ep.protocol(), ec);
+  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor_->bind(ep, ec);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) {
+    acceptor_.reset();
+    workers_.clear();
+    return Unavailable("cannot listen on `" + options_.host + ":" + std::to_string(options_.port) +
+                       "`: " + ec.message());
+  }
+  port_ = acceptor_->local_endpoint().port();
+  handler_->Attach(n);
+  started_ = true;
+  for (auto& w : workers_) {
+    w->guard.emplace(w->ioc.get_executor());
+    w->thread = std::thread([wp = w.get(), name = options_.name] {
+      for (;;) {
+        try {
+          wp->ioc.run();
+          return;
+        } catch (const std::exception& e) {
+          log::Error("uncaught exception on a server worker",
+                     {{"server", name}, {"error", e.what()}});
+        }
+      }
+    });
+  }
+  asio::co_spawn(workers_[0]->ioc, AcceptLoop(), [this](std::exception_ptr e) {
+    if (e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        log::Error("accept loop failed", {{"server", options_.name}, {"error", ex.what()}});
+      }
+    }
+    accept_done_ = true;
+  });
+  return Ok();
+}
+
+asio::awaitable<void> Server::Impl::AcceptLoop() {
+  size_t next = 0;
+  asio::steady_timer backoff(workers_[0]->ioc);
+  while (!stopping_) {
+    size_t index = next++ % workers_.size();
+    Worker& w = *workers_[index];
+    auto [ec, socket] = co_await acceptor_->async_accept(w.ioc, use_nothrow);
+    if (ec) {
+      if (stopping_ || ec == asio::error::operation_aborted) break;
+      log::Warn("accept failed", {{"server", options_.name}, {"error", ec.message()}});
+      // Out of descriptors and similar: back off instead of spinning.
+      backoff.expires_after(std::chrono::milliseconds(50));
+      co_await backoff.async_wait(use_nothrow);
+      continue;
+    }
+    if (stopping_) break;
+    ++active_;
+    asio::co_spawn(w.ioc, Session(w, index, std::move(socket)), [this](std::exception_ptr e) {
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const std::exception& ex) {
+          log::Error("connection failed", {{"server", options_.name}, {"error", ex.what()}});
+        }
+      }
+      if (--active_ == 0) {
+        std::lock_guard lock(mu_);
+        cv_.notify_all();
+      }
+    });
+  }
+}
+
+asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket socket) {
+  error_code ec;
+  socket.set_option(tcp::no_delay(true), ec);
+  std::string remote = EndpointString(socket);
+  Conn conn{beast::tcp_stream(std::move(socket))};
+  ConnEntry entry{&conn, true};
+  w.conns.insert(&entry);
+  struct Unregister {
+    Worker& w;
+    ConnEntry* e;
+    ~Unregister() { w.conns.erase(e); }
+  } unregister{w, &entry};
+
+  HeadLimits limits{options_.max_header_fields};
+  for (;;) {
+    entry.idle = true;
+    if (stopping_) break;
+    size_t head_size = 0;
+    ReadHeadStatus st = co_await ReadHead(conn, options_.max_head_bytes, options_.idle_timeout,
+                                          options_.head_timeout, &head_size);
+    entry.idle = false;
+    if (st == ReadHeadStatus::kTooLarge) {
+      RequestHead dummy;
+      dummy.method = "GET";
+      Exchange ex(dummy, conn, remote, index);
+      ex.request_id = NewRequestId();
+      co_await ex.WriteResponse(Response::Text(431, "request header fields too large\n"), false);
+      break;
+    }
+    if (st != ReadHeadStatus::kOk) break;
+
+    RequestHead head;
+    ParseError perr = ParseRequestHead(conn.Buffered().substr(0, head_size), &head, limits);
+    conn.buffer.consume(head_size);
+    Exchange ex(head, conn, remote, index);
+    ex.request_id = NewRequestId();
+    ex.traceparent = Traceparent(head.headers.Get("traceparent"));
+    if (perr) {
+      if (head.method.empty()) head.method = "GET";
+      log::Info("rejected malformed request", {{"server", options_.name},
+                                               {"request_id", ex.request_id},
+                                               {"status", std::to_string(perr.status)},
+                                               {"reason", std::string(perr.reason)},
+                                               {"remote", remote}});
+      co_await ex.WriteResponse(
+          Response::Text(perr.status, std::string(ReasonPhrase(perr.status)) + "\n"), false);
+      break;
+    }
+    bool keep = co_await handler_->Handle(ex);
+    if (!keep || !head.keep_alive || !ex.body.done() || stopping_) break;
+  }
+  conn.Close();
+}
+
+void Server::Impl::RunOnEachWorker(const std::function<void(Worker&, size_t)>& fn) {
+  std::vector<std::future<void>> done;
+  for (size_t i = 0; i < workers_.size(); ++i) {
+    auto p = std::make_shared<std::promise<void>>();
+    done.push_back(p->get_future());
+    asio::post(workers_[i]->ioc, [&fn, p, i, w = workers_[i].get()] {
+      fn(*w, i);
+      p->set_value();
+    });
+  }
+  for (auto& f : done) f.wait();
+}
+
+void Server::Impl::WaitForConnections(std::chrono::steady_clock::time_point deadline) {
+  std::unique_lock lock(mu_);
+  cv_.wait_until(lock, deadline, [this] { return active_.load() == 0; });
+}
+
+void Server::Impl::Stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  stopping_ = true;
+  auto deadline = std::chrono::steady_clock::now() + options_.shutdown_grace;
+  std::promise<void> closed;
+  asio::post(workers_[0]->ioc, [this, &closed] {
+    error_code ec;
+    acceptor_->close(ec);
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  // Wake connections waiting for their next request; in-flight ones finish their request.
+  RunOnEachWorker([](Worker& w, size_t) {
+    for (ConnEntry* e : w.conns) {
+      if (e->idle) e->conn->stream.cancel();
+    }
+  });
+  WaitForConnections(deadline);
+  if (active_.load() > 0) {
+    log::Warn("closing connections still active after the shutdown grace period",
+              {{"server", options_.name}, {"connections", std::to_string(active_.load())}});
+    RunOnEachWorker([](Worker& w, size_t) {
+      for (ConnEntry* e : w.conns) e->conn->Close();
+    });
+    WaitForConnections(std::chrono::steady_clock::now() + std::chrono::seconds(2));
+  }
+  RunOnEachWorker([this](Worker&, size_t i) { handler_->OnWorkerStop(i); });
+  for (auto& w : workers_) {
+    w->guard.reset();
+    w->ioc.stop();
+  }
+  for (auto& w : workers_) {
+    if (w->thread.joinable()) w->thread.join();
+  }
+  acceptor_.reset();
+}
+
+Server::Server(ServerOptions options, std::shared_ptr<Handler> handler)
+    : impl_(std::make_unique<Impl>(std::move(options), std::move(handler))) {}
+Server::~Server() { Stop(); }
+Status Server::Start() { return impl_->Start(); }
+uint16_t Server::port() const { return impl_->port_; }
+size_t Server::threads() const { return impl_->workers_.size(); }
+void Server::Stop() { impl_->Stop(); }
+
+}  // namespace moat::http

@@ -1,0 +1,244 @@
+#include "http/server.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <thread>
+
+#include "http/client.h"
+#include "http/handler.h"
+#include "http/router.h"
+#include "http/test_util.h"
+
+namespace moat::http {
+namespace {
+
+using testing::RawClient;
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void Start(ServerOptions opts = {}, RouterOptions ropts = {}) {
+    auto router = std::make_shared<Router>();
+    ASSERT_TRUE(router->Add("GET", "/hello/{name}", [](const Request& r) {
+      return Response::Text(
+          200, "hello " + std::string(r.PathVar("name")) + " q=" + std::string(r.QueryParam("q")));
+    }));
+    ASSERT_TRUE(router->Add("POST", "/echo", [](const Request& r) {
+      Response resp = Response::Text(200, r.body);
+      resp.headers.Add("X-Seen-Remote", r.remote_addr.empty() ? "no" : "yes");
+      return resp;
+    }));
+    ASSERT_TRUE(router->Add(
+        "GET", "/block",
+        [this](const Request&) {
+          std::unique_lock lock(mu_);
+          entered_ = true;
+          cv_.notify_all();
+          cv_.wait(lock, [this] { return released_; });
+          return Response::Text(200, "released");
+        },
+        /*blocking=*/true));
+    opts.threads = 2;
+    ropts.blocking_threads = 2;
+    ropts.access_log = false;
+    server_ = std::make_unique<Server>(opts, MakeRouterHandler(router, ropts));
+    ASSERT_TRUE(server_->Start());
+    base_ = "http://127.0.0.1:" + std::to_string(server_->port());
+  }
+  void TearDown() override {
+    Release();
+    if (server_) server_->Stop();
+  }
+  void Release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  void WaitEntered() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return entered_; });
+  }
+
+  std::unique_ptr<Server> server_;
+  std::string base_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false;
+  bool released_ = false;
+};
+
+TEST_F(HttpServerTest, ServesRoutesWithRequestIds) {
+  Start();
+  auto r = Fetch({.url = base_ + "/hello/w%20x?q=a+b"});
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "hello w x q=a b");
+  EXPECT_EQ(r->headers.Get("X-Request-Id").size(), 16u);
+  auto r2 = Fetch({.url = base_ + "/hello/y"});
+  ASSERT_TRUE(r2);
+  EXPECT_NE(r2->headers.Get("X-Request-Id"), r->headers.Get("X-Request-Id"));
+
+  auto e = Fetch({.method = "POST", .url = base_ + "/echo", .body = "payload"});
+  ASSERT_TRUE(e);
+  EXPECT_EQ(e->body, "payload");
+  EXPECT_EQ(e->headers.Get("X-Seen-Remote"), "yes");
+
+  auto nf = Fetch({.url = base_ + "/nope"});
+  ASSERT_TRUE(nf);
+  EXPECT_EQ(nf->status, 404);
+  auto na = Fetch({.method = "DELETE", .url = base_ + "/echo"});
+  ASSERT_TRUE(na);
+  EXPECT_EQ(na->status, 405);
+  EXPECT_EQ(na->headers.Get("Allow"), "POST");
+}
+
+TEST_F(HttpServerTest, KeepAliveCarriesSeveralRequestsIncludingChunked) {
+  Start();
+  RawClient c(server_->port());
+  c.Send("GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r1 = c.Read();
+  ASSERT_TRUE(r1);
+  EXPECT_EQ(r1->body, "hello a q=");
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "3\r\nabc\r\n4;x=y\r\ndefg\r\n0\r\n\r\n"
+      "GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n");  // pipelined
+  auto r2 = c.Read("POST");
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->body, "abcdefg");
+  auto r3 = c.Read();
+  ASSERT_TRUE(r3);
+  EXPECT_EQ(r3->body, "hello b q=");
+}
+
+TEST_F(HttpServerTest, MalformedHeadsAre400AndClose) {
+  Start();
+  RawClient c(server_->port());
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "0\r\n\r\nGET /hello/smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 400);
+  EXPECT_TRUE(c.WaitClosed());
+  EXPECT_EQ(c.buffered().find("smuggled"), std::string::npos);
+}
+
+TEST_F(HttpServerTest, OversizedHeadIs431) {
+  ServerOptions o;
+  o.max_head_bytes = 1024;
+  Start(o);
+  RawClient c(server_->port());
+  c.Send("GET /hello/a HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n");
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 431);
+}
+
+TEST_F(HttpServerTest, OversizedBodyIs413BeforeReadingIt) {
+  RouterOptions ro;
+  ro.max_body_bytes = 100;
+  Start({}, ro);
+  RawClient c(server_->port());
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+  auto r = c.Read("POST");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 413);
+  // A chunked body that grows past the limit is cut off too.
+  RawClient c2(server_->port());
+  c2.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "80\r\n" +
+      std::string(128, 'z') + "\r\n");
+  auto r2 = c2.Read("POST");
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->head.status, 413);
+}
+
+TEST_F(HttpServerTest, SlowClientIsDisconnected) {
+  ServerOptions o;
+  o.head_timeout = std::chrono::milliseconds(200);
+  o.idle_timeout = std::chrono::milliseconds(200);
+  Start(o);
+  RawClient partial(server_->port());
+  partial.Send("GET /hello/a HTTP/1.1\r\nHost: x\r\n");  // never finishes the head
+  EXPECT_TRUE(partial.WaitClosed());
+  RawClient idle(server_->port());  // never sends anything
+  EXPECT_TRUE(idle.WaitClosed());
+}
+
+TEST_F(HttpServerTest, ExpectContinueGetsInterimResponse) {
+  Start();
+  RawClient c(server_->port());
+  c.Send("POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n");
+  while (c.buffered().find("\r\n\r\n") == std::string::npos) {
+    char tmp[256];
+    size_t n = c.socket().read_some(boost::asio::buffer(tmp));
+    c.buffered().append(tmp, n);
+  }
+  EXPECT_EQ(c.buffered().rfind("HTTP/1.1 100 Continue\r\n\r\n", 0), 0u);
+  c.buffered().clear();
+  c.Send("ok");
+  auto r = c.Read("POST");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->body, "ok");
+}
+
+TEST_F(HttpServerTest, BlockingRouteTimesOutWith504) {
+  RouterOptions ro;
+  ro.blocking_timeout = std::chrono::milliseconds(100);
+  Start({}, ro);
+  auto r = Fetch({.url = base_ + "/block"});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 504);
+}
+
+TEST_F(HttpServerTest, StopLetsInFlightRequestFinish) {
+  Start();
+  auto pending = std::async(std::launch::async, [&] { return Fetch({.url = base_ + "/block"}); });
+  WaitEntered();
+  RawClient idle(server_->port());  // an idle keep-alive connection must not delay Stop
+  auto stopped = std::async(std::launch::async, [&] { server_->Stop(); });
+  Release();
+  auto r = pending.get();
+  ASSERT_TRUE(r) << r.error().message;
+  EXPECT_EQ(r->body, "released");
+  stopped.get();
+  EXPECT_TRUE(idle.WaitClosed());
+  EXPECT_FALSE(Fetch({.url = base_ + "/hello/x", .timeout = std::chrono::seconds(2)}));
+}
+
+TEST(HttpClient, ParsesUrls) {
+  auto u = ParseHttpUrl("http://[::1]:8080/a?b");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->host, "::1");
+  EXPECT_EQ(u->port, 8080);
+  EXPECT_EQ(u->target, "/a?b");
+  u = ParseHttpUrl("http://svc.localhost?x=1");
+  ASSERT_TRUE(u);
+  EXPECT_EQ(u->port, 80);
+  EXPECT_EQ(u->target, "/?x=1");
+  EXPECT_FALSE(ParseHttpUrl("https://x/"));
+  EXPECT_FALSE(ParseHttpUrl("http://x:99999/"));
+  EXPECT_FALSE(ParseHttpUrl("http://u@x/"));
+  EXPECT_FALSE(ParseHttpUrl("http:///"));
+}
+
+TEST(HttpClient, ConnectionRefusedIsUnavailable) {
+  // Bind and close a port so nothing listens on it.
+  uint16_t port;
+  {
+    boost::asio::io_context ioc;
+    boost::asio::ip::tcp::acceptor a(ioc, {boost::asio::ip::make_address("127.0.0.1"), 0});
+    port = a.local_endpoint().port();
+  }
+  auto r = Fetch({.url = "http://127.0.0.1:" + std::to_string(port) + "/"});
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, Code::kUnavailable);
+}
+
+}  // namespace
+}  // namespace moat::http

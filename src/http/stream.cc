@@ -1,0 +1,259 @@
+#include "http/stream.h"
+
+#include <array>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/http/error.hpp>
+#include <cstdio>
+
+#include "common/random.h"
+
+namespace moat::http {
+namespace {
+constexpr size_t kReadChunk = 64 * 1024;
+
+// xoshiro256** per thread, seeded from the kernel CSPRNG: request ids need uniqueness, not
+// secrecy, and must not cost a syscall per request.
+struct FastRng {
+  uint64_t s[4];
+  FastRng() {
+    for (auto& w : s) w = RandomU64();
+  }
+  static uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+  uint64_t Next() {
+    uint64_t result = Rotl(s[1] * 5, 7) * 9;
+    uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = Rotl(s[3], 45);
+    return result;
+  }
+};
+
+FastRng& Rng() {
+  thread_local FastRng rng;
+  return rng;
+}
+
+void AppendHex64(std::string* out, uint64_t v) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (int shift = 60; shift >= 0; shift -= 4) out->push_back(kHex[(v >> shift) & 15]);
+}
+
+bool IsLowerHex(std::string_view s) {
+  for (char c : s) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+}  // namespace
+
+void Conn::Close() {
+  error_code ec;
+  stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  stream.close();
+}
+
+asio::awaitable<ReadHeadStatus> ReadHead(Conn& c, size_t max_bytes,
+                                         std::chrono::steady_clock::duration idle_timeout,
+                                         std::chrono::steady_clock::duration head_timeout,
+                                         size_t* head_size) {
+  bool started = c.buffer.size() > 0;
+  c.stream.expires_after(started ? head_timeout : idle_timeout);
+  size_t searched = 0;
+  for (;;) {
+    std::string_view have = c.Buffered();
+    size_t from = searched >= 3 ? searched - 3 : 0;
+    size_t end = have.find("\r\n\r\n", from);
+    if (end != std::string_view::npos && end + 4 <= max_bytes) {
+      *head_size = end + 4;
+      co_return ReadHeadStatus::kOk;
+    }
+    if (have.size() >= max_bytes) co_return ReadHeadStatus::kTooLarge;
+    searched = have.size();
+    size_t want = std::min(kReadChunk, max_bytes - have.size());
+    auto [ec, n] = co_await c.stream.async_read_some(c.buffer.prepare(want), use_nothrow);
+    c.buffer.commit(n);
+    if (ec) {
+      if (ec == beast::error::timeout) co_return ReadHeadStatus::kTimeout;
+      if (ec == asio::error::eof && c.buffer.size() == 0) co_return ReadHeadStatus::kClosed;
+      co_return ReadHeadStatus::kError;
+    }
+    if (!started && n > 0) {
+      started = true;
+      c.stream.expires_after(head_timeout);
+    }
+  }
+}
+
+BodyReader::BodyReader(BodyKind kind, uint64_t content_length, uint64_t limit)
+    : kind_(kind), remaining_(content_length), limit_(limit) {
+  done_ = kind == BodyKind::kNone || (kind == BodyKind::kLength && content_length == 0);
+}
+
+asio::awaitable<error_code> BodyReader::Next(Conn& c, std::string_view* data) {
+  c.buffer.consume(pending_consume_);
+  pending_consume_ = 0;
+  *data = {};
+  if (done_) co_return error_code{};
+  for (;;) {
+    std::string_view have = c.Buffered();
+    if (!have.empty()) {
+      switch (kind_) {
+        case BodyKind::kLength: {
+          size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, have.size()));
+          *data = have.substr(0, n);
+          pending_consume_ = n;
+          remaining_ -= n;
+          done_ = remaining_ == 0;
+          break;
+        }
+        case BodyKind::kUntilClose:
+          *data = have;
+          pending_consume_ = have.size();
+          break;
+        case BodyKind::kChunked: {
+          ChunkedDecoder::Step step = chunked_.Feed(have);
+          if (chunked_.failed()) co_return beast::http::error::bad_chunk;
+          if (!step.data.empty()) {
+            *data = step.data;
+            pending_consume_ = step.consumed;
+            break;
+          }
+          c.buffer.consume(step.consumed);
+          if (chunked_.done()) {
+            done_ = true;
+            co_return error_code{};
+          }
+          if (step.consumed > 0) continue;
+          break;
+        }
+        case BodyKind::kNone:
+          done_ = true;
+          co_return error_code{};
+      }
+      if (!data->empty()) {
+        bytes_ += data->size();
+        if (bytes_ > limit_) co_return beast::http::error::body_limit;
+        co_return error_code{};
+      }
+    }
+    auto [ec, n] = co_await c.stream.async_read_some(c.buffer.prepare(kReadChunk), use_nothrow);
+    c.buffer.commit(n);
+    if (ec == asio::error::eof && kind_ == BodyKind::kUntilClose) {
+      done_ = true;
+      co_return error_code{};
+    }
+    if (ec == asio::error::eof) co_return beast::http::error::partial_message;
+    if (ec) co_return ec;
+  }
+}
+
+void AppendField(std::string* out, std::string_view name, std::string_view value) {
+  out->append(name);
+  out->append(": ");
+  out->append(value);
+  out->append("\r\n");
+}
+
+void AppendRequestHead(std::string* out, std::string_view method, std::string_view target,
+                       const Headers& headers) {
+  out->append(method);
+  out->push_back(' ');
+  out->append(target);
+  out->append(" HTTP/1.1\r\n");
+  for (const Field& f : headers) AppendField(out, f.name, f.value);
+  out->append("\r\n");
+}
+
+void AppendResponseHead(std::string* out, int status, const Headers& headers) {
+  char line[64];
+  std::string_view reason = ReasonPhrase(status);
+  int n = std::snprintf(line, sizeof line, "HTTP/1.1 %d ", status);
+  out->append(line, static_cast<size_t>(n));
+  out->append(reason);
+  out->append("\r\n");
+  for (const Field& f : headers) AppendField(out, f.name, f.value);
+  out->append("\r\n");
+}
+
+asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data) {
+  auto [ec, n] =
+      co_await asio::async_write(c.stream, asio::buffer(data.data(), data.size()), use_nothrow);
+  co_return ec;
+}
+
+asio::awaitable<error_code> WriteChunk(Conn& c, std::string_view data) {
+  if (data.empty()) co_return error_code{};
+  char size_line[24];
+  int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", data.size());
+  std::array<asio::const_buffer, 3> bufs = {asio::buffer(size_line, static_cast<size_t>(n)),
+                                            asio::buffer(data.data(), data.size()),
+                                            asio::buffer("\r\n", 2)};
+  auto [ec, written] = co_await asio::async_write(c.stream, bufs, use_nothrow);
+  co_return ec;
+}
+
+asio::awaitable<error_code> WriteLastChunk(Conn& c) { co_return co_await WriteAll(c, "0\r\n\r\n"); }
+
+asio::awaitable<error_code> Connect(beast::tcp_stream& s, const std::string& host, uint16_t port,
+                                    std::chrono::steady_clock::duration timeout) {
+  using asio::ip::tcp;
+  s.expires_after(timeout);
+  error_code ec;
+  // RFC 6761 §6.3: "localhost" and every name under ".localhost" are loopback, without asking
+  // DNS (service URLs are http://SERVICE-HASH.REGION.run.localhost:PORT).
+  auto is_localhost = [](std::string_view h) {
+    if (!h.empty() && h.back() == '.') h.remove_suffix(1);
+    constexpr std::string_view kSuffix = ".localhost";
+    if (IEquals(h, "localhost")) return true;
+    return h.size() > kSuffix.size() && IEquals(h.substr(h.size() - kSuffix.size()), kSuffix);
+  };
+  asio::ip::address addr = is_localhost(host) ? asio::ip::make_address("127.0.0.1", ec)
+                                              : asio::ip::make_address(host, ec);
+  if (!ec) {
+    auto [cec] = co_await s.async_connect(tcp::endpoint(addr, port), use_nothrow);
+    if (!cec) s.socket().set_option(tcp::no_delay(true), ec);
+    co_return cec;
+  }
+  tcp::resolver resolver(s.get_executor());
+  auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_nothrow);
+  if (rec) co_return rec;
+  auto [cec, ep] = co_await s.async_connect(results, use_nothrow);
+  if (!cec) s.socket().set_option(tcp::no_delay(true), ec);
+  co_return cec;
+}
+
+std::string NewRequestId() {
+  std::string out;
+  out.reserve(16);
+  AppendHex64(&out, Rng().Next());
+  return out;
+}
+
+bool IsValidTraceparent(std::string_view v) {
+  // version "00" only: 2 + 1 + 32 + 1 + 16 + 1 + 2 = 55 characters.
+  if (v.size() != 55 || v.substr(0, 3) != "00-" || v[35] != '-' || v[52] != '-') return false;
+  std::string_view trace = v.substr(3, 32), span = v.substr(36, 16), flags = v.substr(53, 2);
+  if (!IsLowerHex(trace) || !IsLowerHex(span) || !IsLowerHex(flags)) return false;
+  return trace != std::string(32, '0') && span != std::string(16, '0');
+}
+
+std::string Traceparent(std::string_view incoming) {
+  if (IsValidTraceparent(incoming)) return std::string(incoming);
+  std::string out = "00-";
+  out.reserve(55);
+  FastRng& rng = Rng();
+  AppendHex64(&out, rng.Next() | 1);
+  AppendHex64(&out, rng.Next());
+  out.push_back('-');
+  AppendHex64(&out, rng.Next() | 1);
+  out.append("-01");
+  return out;
+}
+
+}  // namespace moat::http
