@@ -9,6 +9,14 @@ void RegisterAllRoutes(http::Router& router, const Env& env) {
   RegisterRoleRoutes(router, env);
   RegisterTroubleshootRoutes(router, env);
   RegisterAuditRoutes(router, env);
+  RegisterIamServiceAccountRoutes(router, env);
+  RegisterIamKeyRoutes(router, env);
+  RegisterCredentialsRoutes(router, env);
+  RegisterOAuthRoutes(router, env);
+  RegisterDiscoveryRoutes(router, env);
+  RegisterDirectoryRoutes(router, env);
+  RegisterOpsRoutes(router, env);
+  RegisterInvokeRoutes(router, env);
 }
 
 }  // namespace moat::api

@@ -34,6 +34,7 @@ class TokenIssuer;
 class SigningKeyManager;
 class ServiceAccounts;
 class KeyUsageRecorder;
+class SystemManagedKeys;
 }
 
 namespace moat::api {
@@ -81,6 +82,8 @@ struct ApiServices {
   identity::SigningKeyManager* signing = nullptr;
   identity::ServiceAccounts* accounts = nullptr;
   identity::KeyUsageRecorder* key_usage = nullptr;  // optional
+  // Per-account system-managed keys for signJwt/signBlob (optional: those answer 501).
+  identity::SystemManagedKeys* system_keys = nullptr;
   // Optional: blocks until the service of `name` written at `revision` serves traffic (its
   // route is published and, for a command, the process is ready), like `gcloud run deploy`
   // waiting for the revision to be Ready. Errors surface as the operation's error.

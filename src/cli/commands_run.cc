@@ -410,7 +410,10 @@ Status Delete(Context& ctx) {
 
 Status Call(Context& ctx) {
   MOAT_TRY(IamTarget t, ServiceTarget(ctx));
-  MOAT_TRY(js::value svc, ctx.Call("GET", t.path));
+  // An invoker may lack run.services.get; Moat's `:uri` answers anyone who may invoke.
+  auto got = ctx.Call("GET", t.path);
+  if (!got && got.error().code == Code::kPermissionDenied) got = ctx.Call("GET", t.path + ":uri");
+  MOAT_TRY(js::value svc, std::move(got));
   std::string uri;
   if (svc.is_object()) {
     if (auto u = json::OptString(svc.as_object(), "uri"); u && *u) uri = **u;
@@ -454,7 +457,10 @@ Status Call(Context& ctx) {
 Status Proxy(Context& ctx) {
   MOAT_TRY(IamTarget t, ServiceTarget(ctx));
   if (ctx.env().proxy == nullptr) return Internal("this build has no local proxy");
-  MOAT_TRY(js::value svc, ctx.Call("GET", t.path));
+  // An invoker may lack run.services.get; Moat's `:uri` answers anyone who may invoke.
+  auto got = ctx.Call("GET", t.path);
+  if (!got && got.error().code == Code::kPermissionDenied) got = ctx.Call("GET", t.path + ":uri");
+  MOAT_TRY(js::value svc, std::move(got));
   std::string uri;
   if (svc.is_object()) {
     if (auto u = json::OptString(svc.as_object(), "uri"); u && *u) uri = **u;

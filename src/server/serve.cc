@@ -21,6 +21,7 @@
 #include "http/client.h"
 #include "http/router.h"
 #include "http/server.h"
+#include "identity/credentials_keys.h"
 #include "identity/key_usage.h"
 #include "identity/master_key.h"
 #include "identity/service_accounts.h"
@@ -202,6 +203,9 @@ int RunServe(const ServeOptions& in) {
   identity::SigningKeyManager signing(**store, *master, clock, sk_opts);
   if (auto st = signing.Rotate(); !st) return fail(st.error());
 
+  identity::SystemManagedKeys system_keys(**store, *master, clock);
+  if (auto st = system_keys.Reload(); !st) return fail(st.error());
+
   state::LiveState live(**store);
   if (auto st = live.Start(); !st) return fail(st.error());
 
@@ -221,6 +225,7 @@ int RunServe(const ServeOptions& in) {
   vdeps.clock = &clock;
   vdeps.directory = [&live] { return live.Current()->directory; };
   vdeps.signing_keys = &signing;
+  vdeps.system_keys = &system_keys;
   vdeps.fetcher = &fetcher;
   vdeps.on_key_used = [&key_usage](const std::string& kid, TimePoint t) { key_usage.Record(kid, t); };
   identity::Verifier verifier(vopts, vdeps);
@@ -240,7 +245,18 @@ int RunServe(const ServeOptions& in) {
   runtime::Supervisor supervisor(rt_options);
   MetadataServers metadata(issuer, live, clock);
   Reconciler reconciler(supervisor, metadata, *routes, opt.gateway_url);
-  live.AddListener([&reconciler](const std::shared_ptr<const state::View>& v) {
+  live.AddListener([&](const std::shared_ptr<const state::View>& v) {
+    for (auto c : v->changed) {
+      if (c == store::Collection::kSigningKeys) {
+        if (auto st = signing.Reload(); !st) {
+          log::Error("cannot reload signing keys", {{"error", st.error().message}});
+        }
+        if (auto st = system_keys.Reload(); !st) {
+          log::Error("cannot reload system-managed keys", {{"error", st.error().message}});
+        }
+        break;
+      }
+    }
     reconciler.Apply(v);
   });
 
@@ -258,6 +274,7 @@ int RunServe(const ServeOptions& in) {
   services.signing = &signing;
   services.accounts = &accounts;
   services.key_usage = &key_usage;
+  services.system_keys = &system_keys;
   services.wait_service_ready = [&](const std::string& name, int64_t revision) -> Status {
     return WaitServiceReady(live, reconciler, supervisor, name, revision);
   };
@@ -321,6 +338,7 @@ int RunServe(const ServeOptions& in) {
       }
       if (std::chrono::steady_clock::now() >= next_purge) {
         (void)accounts.PurgeDeleted();
+        (void)system_keys.DeleteRetired();
         next_purge = std::chrono::steady_clock::now() + std::chrono::hours(1);
       }
       lock.lock();
