@@ -275,6 +275,10 @@ Result<http::Response> SetPolicy(Scope& s, const Resolver& resolve) {
 }
 
 Result<http::Response> TestPermissions(Scope& s, const Resolver& resolve) {
+  // Like every Google API call, an anonymous one is refused (not answered as allUsers).
+  if (!s.caller().authenticated()) {
+    return Unauthenticated("request is missing a valid credential; send `Authorization: Bearer TOKEN`");
+  }
   const http::Request& req = s.request();
   MOAT_TRY(bj::object body, BodyObject(req));
   MOAT_CHECK_OK(RejectUnknownFields(body, {"permissions"}));
