@@ -104,6 +104,12 @@ std::optional<TimePoint> ParseRfc3339(std::string_view s) {
   if (pos != s.size()) return std::nullopt;
   if (se == 60) se = 59;  // leap second: clamp, as protobuf does not represent it
   int64_t secs = DaysFromCivil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - offset;
+  // A nanosecond TimePoint ends in 2262; later instants (Google allows up to 9999-12-31, e.g.
+  // in condition timestamps and "never expires") saturate instead of overflowing.
+  constexpr int64_t kMaxSecs =
+      std::chrono::duration_cast<Seconds>(TimePoint::max().time_since_epoch()).count();
+  if (secs >= kMaxSecs) return TimePoint::max();
+  if (secs <= -kMaxSecs) return TimePoint::min();
   return TimePoint(std::chrono::duration_cast<TimePoint::duration>(
       std::chrono::seconds(secs) + std::chrono::nanoseconds(frac_ns)));
 }
