@@ -603,6 +603,7 @@ asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& 
   }
   if (ok && upstream_reusable && resp.keep_alive && resp.body != BodyKind::kUntilClose &&
       body.done()) {
+    body.Settle(*up);
     Release(ws, svc, std::move(up));
   } else {
     up->Close();

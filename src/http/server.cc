@@ -266,6 +266,7 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
     }
     bool keep = co_await handler_->Handle(ex);
     if (!keep || !head.keep_alive || !ex.body.done() || stopping_) break;
+    ex.body.Settle(conn);
   }
   conn.Close();
 }

@@ -72,6 +72,13 @@ class BodyReader {
   asio::awaitable<error_code> Next(Conn& c, std::string_view* data);
   bool done() const { return done_; }
   uint64_t bytes() const { return bytes_; }
+  // Drops the bytes of the last piece Next returned from `c`'s buffer (Next does this lazily,
+  // so the piece stays valid until the next call). Call it before reusing `c` for another
+  // message once done() — otherwise the last piece would be read as the next message's start.
+  void Settle(Conn& c) {
+    c.buffer.consume(pending_consume_);
+    pending_consume_ = 0;
+  }
 
  private:
   BodyKind kind_ = BodyKind::kNone;
