@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,6 +20,26 @@
 #include "common/error.h"
 
 namespace moat::gateway {
+
+// Starts a command-run service that is not running (Cloud Run's cold start, "started on first
+// request after it stopped") and records use for scale-to-zero. Implemented by the server on
+// top of the runtime supervisor; services fronting an upstream URL have none. The gateway only
+// activates a service for a request the Gate allowed (a refused caller never wakes a service).
+//
+// Thread-safety: every method may be called concurrently from any gateway worker.
+class Activator {
+ public:
+  virtual ~Activator() = default;
+  // Called for every allowed request routed to the service (cheap: an atomic store).
+  virtual void Touch() = 0;
+  // True when the service's process is running and ready to take requests (cheap).
+  virtual bool Ready() const = 0;
+  // Starts the service if it is stopped (a no-op when it is already starting). Calls
+  // `done(true)` once it is ready, `done(false)` when it cannot become ready within `timeout`
+  // (it exited on start, the supervisor is shutting down, …). Exactly once, from any thread,
+  // possibly before Activate returns. The upstream port does not change across activations.
+  virtual void Activate(std::chrono::milliseconds timeout, std::function<void(bool ready)> done) = 0;
+};
 
 // What the gateway knows about one service.
 struct ServiceEntry {
@@ -30,6 +51,8 @@ struct ServiceEntry {
   bool invoker_iam_disabled = false;   // for the Gate
   // Opaque per-service data owned by the Gate implementation (e.g. a compiled policy).
   std::shared_ptr<const void> gate_context;
+  // Command-run services: starts the process on demand; null for upstream-URL services.
+  std::shared_ptr<Activator> activator;
 };
 
 class RouteTable {
