@@ -11,6 +11,7 @@
 #include "common/base64.h"
 #include "common/json.h"
 #include "common/random.h"
+#include "common/time.h"
 #include "crypto/jwk.h"
 #include "crypto/jwt.h"
 #include "crypto/x509.h"
@@ -36,6 +37,50 @@ constexpr char kViewer[] = "user:viewer@example.com";
 constexpr char kAlice[] = "user:alice@example.com";
 constexpr char kOutsider[] = "user:mallory@example.com";
 constexpr char kSas[] = "/v1/projects/p/serviceAccounts";
+
+// A MemoryStore whose read-write transactions fail AppendAudit while `fail_audit` is set, to
+// show that a mutation and its audit entry commit together (or not at all).
+class AuditFailingStore : public store::MemoryStore {
+ public:
+  using MemoryStore::MemoryStore;
+  std::atomic<bool> fail_audit{false};
+
+  Result<std::unique_ptr<store::Transaction>> Begin() override {
+    MOAT_TRY(auto inner, MemoryStore::Begin());
+    return std::unique_ptr<store::Transaction>(new Tx(std::move(inner), fail_audit));
+  }
+
+ private:
+  class Tx : public store::Transaction {
+   public:
+    Tx(std::unique_ptr<store::Transaction> inner, const std::atomic<bool>& fail)
+        : inner_(std::move(inner)), fail_(fail) {}
+    bool read_only() const override { return inner_->read_only(); }
+    Result<std::optional<store::Document>> Get(Collection c, std::string_view key) override {
+      return inner_->Get(c, key);
+    }
+    Result<store::ListPage> List(Collection c, const store::ListOptions& o) override {
+      return inner_->List(c, o);
+    }
+    Result<store::Document> Put(Collection c, std::string_view key, std::string_view data,
+                                const store::PutOptions& o) override {
+      return inner_->Put(c, key, data, o);
+    }
+    Result<bool> Delete(Collection c, std::string_view key, const store::Precondition& p) override {
+      return inner_->Delete(c, key, p);
+    }
+    Status AppendAudit(const store::AuditEntry& entry) override {
+      if (fail_.load()) return Unavailable("the audit log cannot be written");
+      return inner_->AppendAudit(entry);
+    }
+    Result<int64_t> Commit() override { return inner_->Commit(); }
+    void Rollback() override { inner_->Rollback(); }
+
+   private:
+    std::unique_ptr<store::Transaction> inner_;
+    const std::atomic<bool>& fail_;
+  };
+};
 
 struct Reply {
   int status = 0;
@@ -80,7 +125,9 @@ class ApiIamTest : public ::testing::Test {
  protected:
   void SetUp() override {
     clock_.Set(std::chrono::system_clock::now());
-    store_ = std::make_unique<store::MemoryStore>(&clock_);
+    auto failing = std::make_unique<AuditFailingStore>(&clock_);
+    failing_ = failing.get();
+    store_ = std::move(failing);
     PutPolicy("root",
               R"({"bindings":[{"role":"roles/owner","members":["user:owner@example.com"]}]})");
     PutPolicy("projects/p", R"({"bindings":[
@@ -229,6 +276,7 @@ class ApiIamTest : public ::testing::Test {
   }
 
   FakeClock clock_;
+  AuditFailingStore* failing_ = nullptr;  // = store_
   std::unique_ptr<store::MemoryStore> store_;
   std::unique_ptr<state::LiveState> live_;
   std::string master_;
@@ -764,6 +812,11 @@ TEST_F(ApiIamTest, UsersCrudPasswordLoginAndRefresh) {
   ASSERT_EQ(idt.status, 200) << idt.raw;
   bj::object claims = Claims(idt.Str("id_token"));
   EXPECT_EQ(claims.at("aud"), "https://svc.example");
+  // The whole refresh reply, with the ID token for the requested audience.
+  EXPECT_FALSE(idt.Str("access_token").empty());
+  EXPECT_EQ(idt.Str("token_type"), "Bearer");
+  EXPECT_TRUE(idt.obj().contains("expires_in"));
+  EXPECT_EQ(idt.headers.Get("Cache-Control"), "no-store");
   EXPECT_EQ(claims.at("email"), "bob@example.com");
   EXPECT_TRUE(VerifiesWithMoatJwks(idt.Str("id_token"), "https://svc.example"));
   // The user's access token authenticates the API.
@@ -904,6 +957,238 @@ TEST_F(ApiIamTest, ServiceLogs) {
       Call("GET", "/moat/v1/projects/p/locations/us-central1/services/nope:logs", kOwner).status,
       404);
   EXPECT_EQ(Call("GET", logs.substr(0, logs.find('?')) + "?limit=-1", kOwner).status, 400);
+}
+
+// --- gaps: audit atomicity, system-managed keys, operations, metrics -------------------------
+
+TEST_F(ApiIamTest, MutationAndAuditEntryCommitTogether) {
+  std::string email = CreateSa("runner");
+  std::string sa = std::string(kSas) + "/" + email;
+  Reply key = Call("POST", sa + "/keys", kAdmin, "{}");
+  ASSERT_EQ(key.status, 200) << key.raw;
+  std::string key_path = sa + "/keys/" + ParseKeyFile(key).key_id;
+  ASSERT_EQ(Call("POST", "/moat/v1/groups", kOwner, R"({"email":"team@example.com"})").status, 200);
+  auto rev_before = store_->CurrentRevision();
+  ASSERT_TRUE(rev_before);
+
+  // The audit log cannot be written: every mutation fails and changes nothing.
+  failing_->fail_audit = true;
+  EXPECT_EQ(Call("POST", kSas, kOwner, R"({"accountId":"second"})").status, 503);
+  EXPECT_EQ(Call("POST", sa + ":disable", kAdmin, "{}").status, 503);
+  EXPECT_EQ(Call("PATCH", sa, kAdmin,
+                 R"({"serviceAccount":{"displayName":"X"},"updateMask":"displayName"})")
+                .status,
+            503);
+  EXPECT_EQ(Call("POST", sa + "/keys", kAdmin, "{}").status, 503);
+  EXPECT_EQ(Call("POST", key_path + ":disable", kAdmin, "{}").status, 503);
+  EXPECT_EQ(Call("DELETE", key_path, kAdmin).status, 503);
+  EXPECT_EQ(Call("DELETE", sa, kAdmin).status, 503);
+  EXPECT_EQ(Call("POST", "/moat/v1/users", kOwner, R"({"email":"bob@example.com"})").status, 503);
+  EXPECT_EQ(Call("POST", "/moat/v1/groups/team@example.com:addMember", kOwner,
+                 R"({"member":"user:bob@example.com"})")
+                .status,
+            503);
+  EXPECT_EQ(Call("DELETE", "/moat/v1/groups/team@example.com", kOwner).status, 503);
+  EXPECT_EQ(
+      Call("POST", "/moat/v1/trustedIssuers", kOwner,
+           R"({"id":"corp","issuer":"https://idp.example","jwksUri":"https://idp.example/k"})")
+          .status,
+      503);
+  EXPECT_EQ(*store_->CurrentRevision(), *rev_before);
+  failing_->fail_audit = false;
+
+  EXPECT_EQ(Call("GET", std::string(kSas) + "/second@p.iam.gserviceaccount.com", kOwner).status,
+            404);
+  Reply got = Call("GET", sa, kOwner);
+  ASSERT_EQ(got.status, 200);
+  EXPECT_FALSE(got.obj().contains("disabled"));
+  EXPECT_FALSE(got.obj().contains("displayName"));
+  Reply keys = Call("GET", sa + "/keys?keyTypes=USER_MANAGED", kAdmin);
+  ASSERT_EQ(keys.obj().at("keys").as_array().size(), 1u);
+  EXPECT_FALSE(keys.obj().at("keys").as_array()[0].as_object().contains("disabled"));
+  EXPECT_EQ(Call("GET", "/moat/v1/users/bob@example.com", kOwner).status, 404);
+  Reply group = Call("GET", "/moat/v1/groups/team@example.com", kOwner);
+  ASSERT_EQ(group.status, 200);
+  EXPECT_TRUE(group.obj().at("members").as_array().empty());
+  EXPECT_EQ(Call("GET", "/moat/v1/trustedIssuers/corp", kOwner).status, 404);
+
+  // With the log back, each mutation is audited once, in the revision it answers with.
+  Reply dis = Call("POST", sa + ":disable", kAdmin, "{}");
+  ASSERT_EQ(dis.status, 200) << dis.raw;
+  EXPECT_EQ(dis.revision, *store_->CurrentRevision());
+  auto audits = Audits("google.iam.admin.v1.DisableServiceAccount");
+  ASSERT_EQ(audits.size(), 1u);
+  EXPECT_EQ(audits[0].entry.resource, "projects/p/serviceAccounts/" + email);
+  EXPECT_EQ(audits[0].entry.principal, kAdmin);
+  // An idempotent repeat is still audited (and answers a revision).
+  Reply again = Call("POST", sa + ":disable", kAdmin, "{}");
+  ASSERT_EQ(again.status, 200);
+  EXPECT_GT(again.revision, 0);
+  EXPECT_EQ(Audits("google.iam.admin.v1.DisableServiceAccount").size(), 2u);
+  ASSERT_EQ(Call("DELETE", key_path, kAdmin).status, 200);
+  auto key_audits = Audits("google.iam.admin.v1.DeleteServiceAccountKey");
+  ASSERT_EQ(key_audits.size(), 1u);
+  EXPECT_EQ(key_audits[0].entry.resource, key_path.substr(4));  // without "/v1/"
+  ASSERT_EQ(Call("DELETE", "/moat/v1/groups/team@example.com", kOwner).status, 200);
+  EXPECT_EQ(Audits("moat.v1.Groups.DeleteGroup").size(), 1u);
+}
+
+TEST_F(ApiIamTest, SystemManagedKeysListedGettableAndProtected) {
+  env_.system_keys = system_keys_.get();
+  std::string email = CreateSa("signer");
+  std::string keys = std::string(kSas) + "/" + email + "/keys";
+  Reply none = Call("GET", keys, kViewer);
+  ASSERT_EQ(none.status, 200);
+  EXPECT_FALSE(none.obj().contains("keys"));  // no key yet: Google omits the empty list
+
+  auto sa = accounts_->Get("projects/p/serviceAccounts/" + email);
+  ASSERT_TRUE(sa);
+  auto signing = system_keys_->ForSigning(*sa);
+  ASSERT_TRUE(signing) << signing.error().message;
+  const std::string kid = (*signing)->kid;
+  Reply user_key = Call("POST", keys, kAdmin, "{}");
+  ASSERT_EQ(user_key.status, 200);
+
+  Reply all = Call("GET", keys, kViewer);
+  ASSERT_EQ(all.status, 200) << all.raw;
+  const auto& list = all.obj().at("keys").as_array();
+  ASSERT_EQ(list.size(), 2u);
+  const bj::object* system = nullptr;
+  for (const auto& k : list) {
+    if (k.at("keyType") == "SYSTEM_MANAGED") system = &k.as_object();
+  }
+  ASSERT_NE(system, nullptr) << all.raw;
+  EXPECT_EQ(system->at("name").as_string(), "projects/p/serviceAccounts/" + email + "/keys/" + kid);
+  EXPECT_EQ(system->at("keyOrigin"), "GOOGLE_PROVIDED");
+  EXPECT_EQ(system->at("keyAlgorithm"), "KEY_ALG_RSA_2048");
+  auto after = ParseRfc3339(std::string(system->at("validAfterTime").as_string()));
+  auto before = ParseRfc3339(std::string(system->at("validBeforeTime").as_string()));
+  ASSERT_TRUE(after && before);
+  EXPECT_LT(*after, *before);
+  EXPECT_FALSE(system->contains("publicKeyData"));
+
+  Reply only_system = Call("GET", keys + "?keyTypes=SYSTEM_MANAGED", kViewer);
+  ASSERT_EQ(only_system.obj().at("keys").as_array().size(), 1u);
+  EXPECT_EQ(only_system.obj().at("keys").as_array()[0].at("keyType"), "SYSTEM_MANAGED");
+  Reply only_user = Call("GET", keys + "?keyTypes=USER_MANAGED", kViewer);
+  ASSERT_EQ(only_user.obj().at("keys").as_array().size(), 1u);
+  EXPECT_EQ(only_user.obj().at("keys").as_array()[0].at("keyType"), "USER_MANAGED");
+
+  Reply get = Call("GET", keys + "/" + kid + "?publicKeyType=TYPE_X509_PEM_FILE", kViewer);
+  ASSERT_EQ(get.status, 200) << get.raw;
+  EXPECT_EQ(get.Str("keyType"), "SYSTEM_MANAGED");
+  auto cert = Base64Decode(get.Str("publicKeyData"));
+  ASSERT_TRUE(cert);
+  EXPECT_EQ(*cert, (*signing)->cert_pem);
+  EXPECT_EQ(Call("GET", keys + "/" + kid, kOutsider).status, 403);
+
+  for (std::string suffix : {"", ":disable", ":enable"}) {
+    Reply r = suffix.empty() ? Call("DELETE", keys + "/" + kid, kAdmin)
+                             : Call("POST", keys + "/" + kid + suffix, kAdmin, "{}");
+    EXPECT_EQ(r.status, 400) << suffix << r.raw;
+    EXPECT_EQ(r.ErrorStatus(), "FAILED_PRECONDITION") << suffix;
+  }
+  EXPECT_EQ(Call("DELETE", keys + "/" + kid, kViewer).status, 403);
+  EXPECT_EQ(Call("GET", keys + "/" + kid, kViewer).status, 200);  // still there
+
+  // Published for the account, with the user-managed key.
+  Reply x509 = Call("GET", "/robot/v1/metadata/x509/" + email, "");
+  ASSERT_EQ(x509.status, 200);
+  EXPECT_TRUE(x509.obj().contains(kid));
+  Reply jwk = Call("GET", "/service_accounts/v1/jwk/" + email, "");
+  ASSERT_EQ(jwk.status, 200);
+  EXPECT_NE(jwk.raw.find(kid), std::string::npos);
+}
+
+TEST_F(ApiIamTest, OperationsListGetWaitDeleteAndPrune) {
+  const std::string loc = "/v2/projects/p/locations/us-central1";
+  auto deploy = [&](const std::string& id) {
+    Reply r = Call("POST", loc + "/services?serviceId=" + id, kOwner,
+                   R"({"template":{"upstream":"http://127.0.0.1:9000"}})");
+    EXPECT_EQ(r.status, 200) << r.raw;
+    return r.Str("name");
+  };
+  std::string op1 = deploy("one");
+  clock_.Advance(std::chrono::seconds(1));
+  std::string op2 = deploy("two");
+  ASSERT_TRUE(op1.starts_with("projects/p/locations/us-central1/operations/")) << op1;
+  ASSERT_LT(op1, op2);  // time-ordered ids
+
+  Reply list = Call("GET", loc + "/operations", kViewer);
+  ASSERT_EQ(list.status, 200) << list.raw;
+  const auto& ops = list.obj().at("operations").as_array();
+  ASSERT_EQ(ops.size(), 2u);
+  EXPECT_EQ(ops[0].at("name").as_string(), op1);
+  EXPECT_EQ(ops[1].at("name").as_string(), op2);
+  EXPECT_EQ(ops[0].at("done"), true);
+  EXPECT_EQ(ops[0].at("response").at("@type"), "type.googleapis.com/google.cloud.run.v2.Service");
+  EXPECT_FALSE(list.obj().contains("nextPageToken"));
+  Reply page1 = Call("GET", loc + "/operations?pageSize=1", kViewer);
+  ASSERT_EQ(page1.obj().at("operations").as_array().size(), 1u);
+  std::string token = page1.Str("nextPageToken");
+  ASSERT_FALSE(token.empty());
+  Reply page2 = Call("GET", loc + "/operations?pageSize=1&pageToken=" + token, kViewer);
+  ASSERT_EQ(page2.status, 200) << page2.raw;
+  EXPECT_EQ(page2.obj().at("operations").as_array()[0].at("name").as_string(), op2);
+  EXPECT_EQ(Call("GET", loc + "/operations?pageToken=bogus", kViewer).status, 400);
+  EXPECT_EQ(Call("GET", loc + "/operations?filter=done%3Dtrue", kViewer).status, 400);
+  EXPECT_EQ(Call("GET", loc + "/operations", kOutsider).status, 403);
+  EXPECT_EQ(Call("GET", loc + "/operations", "").status, 401);
+  Reply empty = Call("GET", "/v2/projects/p/locations/europe-west1/operations", kViewer);
+  ASSERT_EQ(empty.status, 200);
+  EXPECT_EQ(empty.raw, "{}");
+
+  Reply get = Call("GET", "/v2/" + op1, kViewer);
+  ASSERT_EQ(get.status, 200);
+  EXPECT_EQ(get.Str("name"), op1);
+  Reply wait = Call("POST", "/v2/" + op1 + ":wait", kViewer, R"({"timeout":"30s"})");
+  ASSERT_EQ(wait.status, 200) << wait.raw;
+  EXPECT_EQ(wait.raw, get.raw);
+  EXPECT_EQ(Call("POST", "/v2/" + op1 + ":wait", kViewer, R"({"timeout":"soon"})").status, 400);
+  EXPECT_EQ(Call("POST", "/v2/" + op1 + ":wait", kViewer, R"({"x":1})").status, 400);
+  EXPECT_EQ(Call("POST", "/v2/" + op1 + ":wait", kOutsider, "{}").status, 403);
+
+  EXPECT_EQ(Call("DELETE", "/v2/" + op1, kOutsider).status, 403);
+  Reply del = Call("DELETE", "/v2/" + op1, kOwner);
+  ASSERT_EQ(del.status, 200) << del.raw;
+  EXPECT_EQ(del.raw, "{}");
+  EXPECT_GT(del.revision, 0);
+  EXPECT_EQ(Audits("google.longrunning.Operations.DeleteOperation").size(), 1u);
+  EXPECT_EQ(Call("GET", "/v2/" + op1, kOwner).status, 404);
+  EXPECT_EQ(Call("DELETE", "/v2/" + op1, kOwner).status, 404);
+  EXPECT_EQ(Call("POST", "/v2/" + op1 + ":wait", kOwner, "{}").status, 404);
+
+  // Operations older than 7 days go when a new one is written in the location.
+  clock_.Advance(std::chrono::hours(24 * 7) + std::chrono::seconds(1));
+  std::string op3 = deploy("three");
+  Reply after = Call("GET", loc + "/operations", kViewer);
+  ASSERT_EQ(after.status, 200);
+  ASSERT_EQ(after.obj().at("operations").as_array().size(), 1u);
+  EXPECT_EQ(after.obj().at("operations").as_array()[0].at("name").as_string(), op3);
+  EXPECT_EQ(Call("GET", "/v2/" + op2, kOwner).status, 404);
+}
+
+TEST_F(ApiIamTest, MetricsCountEveryRouteByTemplateAndCode) {
+  ASSERT_EQ(Call("POST", "/v2/projects/p/locations/us-central1/services?serviceId=m", kOwner,
+                 R"({"template":{"upstream":"http://127.0.0.1:9000"}})")
+                .status,
+            200);
+  EXPECT_EQ(Call("GET", "/v2/projects/p/locations/us-central1/services/nope", kOwner).status, 404);
+  EXPECT_EQ(Call("GET", "/v1/projects/p/serviceAccounts", kOutsider).status, 403);
+  Reply m = Call("GET", "/metrics", "");
+  ASSERT_EQ(m.status, 200);
+  for (
+      std::string line :
+      {R"(moat_api_requests_total{route="POST /v2/projects/{project}/locations/{location}/services",code="200"} )",
+       R"(moat_api_requests_total{route="GET /v2/projects/{project}/locations/{location}/services/{service}",code="404"} )",
+       R"(moat_api_requests_total{route="GET /v1/projects/{project}/serviceAccounts",code="403"} )",
+       R"(moat_api_request_duration_seconds_bucket{route="POST /v2/projects/{project}/locations/{location}/services",le="+Inf"} )",
+       R"(moat_api_request_duration_seconds_count{route="POST /v2/projects/{project}/locations/{location}/services"} )",
+       "# TYPE moat_api_request_duration_seconds histogram\n"}) {
+    EXPECT_NE(m.raw.find(line), std::string::npos) << line << "\n" << m.raw;
+  }
+  // The request path never becomes a label (bounded cardinality).
+  EXPECT_EQ(m.raw.find("services/nope"), std::string::npos);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include <boost/json.hpp>
 
 #include "api/handler_util.h"
+#include "api/iam_common.h"
 #include "api/routes.h"
 #include "api/run_common.h"
 #include "common/json.h"
@@ -125,12 +126,12 @@ Result<http::Response> ExplainRequest(Scope& s) {
 }  // namespace
 
 void RegisterAuditRoutes(http::Router& router, const Env& env) {
-  (void)router.Add(
-      "GET", "/moat/v1/auditLogs",
+  AddRoute(
+      router, "GET", "/moat/v1/auditLogs",
       [&env](const http::Request& req) { return Handle(env, req, ListAuditLogs); },
       /*blocking=*/true);
-  (void)router.Add(
-      "GET", "/moat/v1/requests/{requestId}:explain",
+  AddRoute(
+      router, "GET", "/moat/v1/requests/{requestId}:explain",
       [&env](const http::Request& req) { return Handle(env, req, ExplainRequest); },
       /*blocking=*/true);
 }

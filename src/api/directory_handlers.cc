@@ -16,8 +16,8 @@
 //   /moat/v1/trustedIssuers/{id}         moat.trustedIssuers.delete
 // Responses never carry password hashes (identity/records.h JSON). A user created without a
 // password gets a random 32-byte one nobody knows: such users sign in through a trusted issuer.
-// PATCHes are read-modify-writes in one transaction with their audit entry; the create/delete/
-// member operations of identity/principals.h commit themselves (audit right after, AuditAfter).
+// Every mutation commits in one transaction with its audit entry: PATCHes are read-modify-writes
+// here; create/delete/member operations are identity/principals.h's, given an AuditHook.
 #include <boost/json.hpp>
 
 #include "api/iam_common.h"
@@ -113,9 +113,11 @@ Result<http::Response> CreateUser(const Env& env, Scope& s) {
   // No password: a random one nobody knows (sign-in through a trusted issuer only).
   std::string pw = password ? *password : RandomHex(32);
   identity::Users users(*env.store, *env.clock);
-  MOAT_TRY(auto user, users.Create(email, pw, display_name));
-  int64_t rev = AuditAfter(s, "moat.v1.Users.CreateUser", "users/" + user.email);
-  return JsonResponse(identity::UserToJson(user), rev);
+  auto audit = AuditHook<identity::UserRecord>(s, "moat.v1.Users.CreateUser", [](const auto& u) {
+    return std::pair{"users/" + u.email, bj::object()};
+  });
+  MOAT_TRY(auto user, users.Create(email, pw, display_name, &audit));
+  return JsonResponse(identity::UserToJson(user), audit.revision);
 }
 
 Result<http::Response> GetUser(const Env& env, Scope& s) {
@@ -165,9 +167,11 @@ Result<http::Response> DeleteUser(const Env& env, Scope& s) {
   MOAT_CHECK_OK(s.Require(kRoot, "moat.users.delete"));
   MOAT_TRY(std::string email, EmailVar(s.request(), "user email"));
   identity::Users users(*env.store, *env.clock);
-  MOAT_CHECK_OK(users.Delete(email));
-  int64_t rev = AuditAfter(s, "moat.v1.Users.DeleteUser", "users/" + email);
-  return JsonResponse(bj::object(), rev);
+  auto audit = AuditHook<identity::UserRecord>(s, "moat.v1.Users.DeleteUser", [](const auto& u) {
+    return std::pair{"users/" + u.email, bj::object()};
+  });
+  MOAT_CHECK_OK(users.Delete(email, &audit));
+  return JsonResponse(bj::object(), audit.revision);
 }
 
 // --- groups ---------------------------------------------------------------------------------
@@ -196,9 +200,11 @@ Result<http::Response> CreateGroup(const Env& env, Scope& s) {
   MOAT_TRY(std::string description, StringField(body, "description"));
   MOAT_TRY(auto members, StringList(body, "members"));
   identity::Groups groups(*env.store);
-  MOAT_TRY(auto g, groups.Create(email, display_name, description, members));
-  int64_t rev = AuditAfter(s, "moat.v1.Groups.CreateGroup", "groups/" + g.email);
-  return JsonResponse(identity::GroupToJson(g), rev);
+  auto audit = AuditHook<identity::GroupRecord>(s, "moat.v1.Groups.CreateGroup", [](const auto& g) {
+    return std::pair{"groups/" + g.email, bj::object()};
+  });
+  MOAT_TRY(auto g, groups.Create(email, display_name, description, members, &audit));
+  return JsonResponse(identity::GroupToJson(g), audit.revision);
 }
 
 Result<http::Response> GetGroup(const Env& env, Scope& s) {
@@ -253,9 +259,11 @@ Result<http::Response> DeleteGroup(const Env& env, Scope& s) {
   MOAT_CHECK_OK(s.Require(kRoot, "moat.groups.delete"));
   MOAT_TRY(std::string email, EmailVar(s.request(), "group email"));
   identity::Groups groups(*env.store);
-  MOAT_CHECK_OK(groups.Delete(email));
-  int64_t rev = AuditAfter(s, "moat.v1.Groups.DeleteGroup", "groups/" + email);
-  return JsonResponse(bj::object(), rev);
+  auto audit = AuditHook<identity::GroupRecord>(s, "moat.v1.Groups.DeleteGroup", [](const auto& g) {
+    return std::pair{"groups/" + g.email, bj::object()};
+  });
+  MOAT_CHECK_OK(groups.Delete(email, &audit));
+  return JsonResponse(bj::object(), audit.revision);
 }
 
 Result<http::Response> GroupMember(const Env& env, Scope& s, bool add) {
@@ -266,10 +274,14 @@ Result<http::Response> GroupMember(const Env& env, Scope& s, bool add) {
   MOAT_TRY(std::string member, StringField(body, "member"));
   if (member.empty()) return InvalidArgument("member is required");
   identity::Groups groups(*env.store);
-  MOAT_TRY(auto g, add ? groups.AddMember(email, member) : groups.RemoveMember(email, member));
-  int64_t rev = AuditAfter(s, add ? "moat.v1.Groups.AddMember" : "moat.v1.Groups.RemoveMember",
-                           "groups/" + email, {{"member", member}});
-  return JsonResponse(identity::GroupToJson(g), rev);
+  auto audit = AuditHook<identity::GroupRecord>(
+      s, add ? "moat.v1.Groups.AddMember" : "moat.v1.Groups.RemoveMember",
+      [&member](const auto& g) {
+        return std::pair{"groups/" + g.email, bj::object{{"member", member}}};
+      });
+  MOAT_TRY(auto g, add ? groups.AddMember(email, member, &audit)
+                       : groups.RemoveMember(email, member, &audit));
+  return JsonResponse(identity::GroupToJson(g), audit.revision);
 }
 
 // --- trusted issuers ------------------------------------------------------------------------
@@ -295,10 +307,12 @@ Result<http::Response> CreateIssuer(const Env& env, Scope& s) {
   MOAT_TRY(std::string jwks_uri, StringField(body, "jwksUri"));
   MOAT_TRY(auto audiences, StringList(body, "audiences"));
   identity::TrustedIssuers issuers(*env.store);
-  MOAT_TRY(auto rec, issuers.Create(id, issuer, jwks_uri, audiences));
-  int64_t rev = AuditAfter(s, "moat.v1.TrustedIssuers.CreateTrustedIssuer",
-                           "trustedIssuers/" + rec.id, {{"issuer", rec.issuer}});
-  return JsonResponse(identity::TrustedIssuerToJson(rec), rev);
+  auto audit = AuditHook<identity::TrustedIssuerRecord>(
+      s, "moat.v1.TrustedIssuers.CreateTrustedIssuer", [](const auto& t) {
+        return std::pair{"trustedIssuers/" + t.id, bj::object{{"issuer", t.issuer}}};
+      });
+  MOAT_TRY(auto rec, issuers.Create(id, issuer, jwks_uri, audiences, &audit));
+  return JsonResponse(identity::TrustedIssuerToJson(rec), audit.revision);
 }
 
 Result<http::Response> GetIssuer(const Env& env, Scope& s) {
@@ -315,10 +329,12 @@ Result<http::Response> DeleteIssuer(const Env& env, Scope& s) {
   std::string_view id = s.request().PathVar("id");
   MOAT_CHECK_OK(CheckPathSegment(id, "trusted issuer id"));
   identity::TrustedIssuers issuers(*env.store);
-  MOAT_CHECK_OK(issuers.Delete(id));
-  int64_t rev = AuditAfter(s, "moat.v1.TrustedIssuers.DeleteTrustedIssuer",
-                           "trustedIssuers/" + std::string(id));
-  return JsonResponse(bj::object(), rev);
+  auto audit = AuditHook<identity::TrustedIssuerRecord>(
+      s, "moat.v1.TrustedIssuers.DeleteTrustedIssuer", [](const auto& t) {
+        return std::pair{"trustedIssuers/" + t.id, bj::object{{"issuer", t.issuer}}};
+      });
+  MOAT_CHECK_OK(issuers.Delete(id, &audit));
+  return JsonResponse(bj::object(), audit.revision);
 }
 
 }  // namespace

@@ -2,6 +2,13 @@
 
 #include <atomic>
 #include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "common/log.h"
 #include "http/message.h"
@@ -84,11 +91,125 @@ std::string ResponseCountsText() {
   return out;
 }
 
+namespace {
+
+// Upper bounds (seconds) of the latency histogram's buckets; +Inf is implicit.
+constexpr double kLatencyBuckets[] = {0.001, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                      0.25,  0.5,   1,    2.5,   5,    10};
+constexpr size_t kNumBuckets = std::size(kLatencyBuckets);
+
+struct RouteStats {
+  explicit RouteStats(std::string l) : label(std::move(l)) {}
+  const std::string label;  // "GET /v2/…"
+  std::mutex mu;            // guards codes
+  std::map<int, uint64_t> codes;
+  std::atomic<uint64_t> buckets[kNumBuckets + 1] = {};  // per bucket (not cumulative); last +Inf
+  std::atomic<uint64_t> count{0};
+  std::atomic<uint64_t> sum_ns{0};
+
+  void Record(int status, std::chrono::nanoseconds elapsed) {
+    {
+      std::lock_guard lock(mu);
+      ++codes[status];
+    }
+    double seconds = std::chrono::duration<double>(elapsed).count();
+    size_t b = 0;
+    while (b < kNumBuckets && seconds > kLatencyBuckets[b]) ++b;
+    buckets[b].fetch_add(1, std::memory_order_relaxed);
+    sum_ns.fetch_add(static_cast<uint64_t>(elapsed.count()), std::memory_order_relaxed);
+    count.fetch_add(1, std::memory_order_relaxed);
+  }
+};
+
+struct RouteRegistry {
+  std::mutex mu;
+  std::map<std::string, std::unique_ptr<RouteStats>> by_label;  // stable addresses
+};
+
+RouteRegistry& Registry() {
+  static RouteRegistry* registry = new RouteRegistry();  // never destroyed: handlers may outlive
+  return *registry;
+}
+
+RouteStats* StatsFor(std::string label) {
+  RouteRegistry& r = Registry();
+  std::lock_guard lock(r.mu);
+  auto& slot = r.by_label[label];
+  if (!slot) slot = std::make_unique<RouteStats>(std::move(label));
+  return slot.get();
+}
+
+// A Prometheus label value: backslash, double quote and newline escaped.
+std::string LabelValue(std::string_view v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') {
+      out.push_back('\\');
+      out.push_back(c);
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out.push_back(c);
+    }
+  }
+  return out;
+}
+
+std::string FormatSeconds(double s) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", s);
+  return buf;
+}
+
+}  // namespace
+
+std::string RouteMetricsText() {
+  std::vector<RouteStats*> routes;
+  {
+    RouteRegistry& r = Registry();
+    std::lock_guard lock(r.mu);
+    for (auto& [label, stats] : r.by_label) routes.push_back(stats.get());
+  }
+  std::string requests =
+      "# HELP moat_api_requests_total API requests by route and HTTP status.\n"
+      "# TYPE moat_api_requests_total counter\n";
+  std::string latency =
+      "# HELP moat_api_request_duration_seconds API request latency by route.\n"
+      "# TYPE moat_api_request_duration_seconds histogram\n";
+  for (RouteStats* st : routes) {
+    uint64_t count = st->count.load(std::memory_order_relaxed);
+    if (count == 0) continue;
+    const std::string route = "route=\"" + LabelValue(st->label) + "\"";
+    {
+      std::lock_guard lock(st->mu);
+      for (const auto& [code, n] : st->codes) {
+        requests += "moat_api_requests_total{" + route + ",code=\"" + std::to_string(code) +
+                    "\"} " + std::to_string(n) + "\n";
+      }
+    }
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b <= kNumBuckets; ++b) {
+      cumulative += st->buckets[b].load(std::memory_order_relaxed);
+      std::string le = b < kNumBuckets ? FormatSeconds(kLatencyBuckets[b]) : "+Inf";
+      latency += "moat_api_request_duration_seconds_bucket{" + route + ",le=\"" + le + "\"} " +
+                 std::to_string(cumulative) + "\n";
+    }
+    double sum = static_cast<double>(st->sum_ns.load(std::memory_order_relaxed)) / 1e9;
+    latency += "moat_api_request_duration_seconds_sum{" + route + "} " + FormatSeconds(sum) + "\n";
+    latency += "moat_api_request_duration_seconds_count{" + route + "} " +
+               std::to_string(cumulative) + "\n";
+  }
+  return requests + latency;
+}
+
 void AddRoute(http::Router& router, std::string_view method, std::string_view pattern,
               http::RouteHandler handler, bool blocking) {
-  auto counted = [handler = std::move(handler)](const http::Request& req) {
+  RouteStats* stats = StatsFor(std::string(method) + " " + std::string(pattern));
+  auto counted = [handler = std::move(handler), stats](const http::Request& req) {
+    auto start = std::chrono::steady_clock::now();
     http::Response r = handler(req);
     CountResponse(r.status);
+    stats->Record(r.status, std::chrono::steady_clock::now() - start);
     return r;
   };
   Status st = router.Add(method, pattern, std::move(counted), blocking);

@@ -1,7 +1,7 @@
 // Internal to moat_api (the apiiam handler files: iam_*, credentials_*, oauth_*, discovery_*,
 // directory_*, ops_*): helpers they share — resolving a service account named in a path to
-// the resource name IAM checks, appending the audit entry of a mutation the identity module
-// committed itself, list-page JSON, and registration helpers.
+// the resource name IAM checks, putting a mutation's audit entry into the identity module's
+// transaction (AuditHook), list-page JSON, and registration helpers (per-route metrics).
 //
 // Thread-safety: pure functions / per-request objects.
 #pragma once
@@ -9,9 +9,11 @@
 #include <boost/json/object.hpp>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "api/handler_util.h"
 #include "http/router.h"
+#include "identity/commit_hook.h"
 
 namespace moat::identity {
 class SystemManagedKeys;
@@ -41,13 +43,26 @@ Result<AccountTarget> ResolveAccount(const Scope& scope, std::string_view projec
 // it in the message).
 Status CheckPathSegment(std::string_view value, std::string_view what);
 
-// The identity lifecycle functions (identity::ServiceAccounts, Users, Groups, TrustedIssuers)
-// commit their own store transaction, so a handler cannot put its audit entry in the same
-// transaction. This appends `entry` in a second transaction right after and returns the store
-// revision to answer with (>= the mutation's). Compromise, accepted: a crash between the two
-// commits loses the audit entry (never the change); a failing audit append is logged at ERROR
-// and the request still succeeds (the change is already durable and must be reported).
-// `status` is "OK" or the canonical code name of a refused request.
+// A CommitHook for an identity lifecycle call (identity::ServiceAccounts, Users, Groups,
+// TrustedIssuers) that appends this request's admin-activity audit entry for `method` inside
+// the call's own transaction: the change and its audit entry commit together or not at all.
+// `describe(record)` returns {resource name, details}. After the call, the hook's `revision` is
+// the revision to answer with. `scope` must outlive the hook.
+template <class Record, class Describe>
+identity::CommitHook<Record> AuditHook(const Scope& scope, std::string method, Describe describe) {
+  identity::CommitHook<Record> hook;
+  hook.before_commit = [&scope, method = std::move(method), describe = std::move(describe)](
+                           store::Transaction& tx, const Record& record) -> Status {
+    std::pair<std::string, boost::json::object> d = describe(record);
+    return tx.AppendAudit(scope.Audit(method, std::move(d.first), std::move(d.second)));
+  };
+  return hook;
+}
+
+// Appends an audit entry for a request that changed nothing in the store (e.g. a minted
+// token) in its own transaction and returns the store revision to answer with. A failing append
+// is logged at ERROR and the request still succeeds. `status` is "OK" or the canonical code
+// name of a refused request. Mutations use AuditHook / their own transaction instead.
 int64_t AuditAfter(const Scope& scope, std::string method, std::string resource,
                    boost::json::object details = {}, std::string status = "OK");
 
@@ -71,8 +86,17 @@ void CountResponse(int status);
 // "moat_api_responses_total{code=\"200\"} 12\n"… for every non-zero status, ascending.
 std::string ResponseCountsText();
 
-// Registers one route, counting its responses (CountResponse), and ignores the (impossible for our
-// literal patterns) error after logging it.
+// Per-route request metrics of every route registered through AddRoute (every API route), in
+// Prometheus text: moat_api_requests_total{route="GET /v2/…/services/{service}",code="200"}
+// and the latency histogram moat_api_request_duration_seconds{route=…} (_bucket{le=…}, _sum,
+// _count), for routes that served at least one request. The route label is the registered
+// method and pattern (bounded cardinality: never the request's path). Process-wide: two Api
+// objects registering the same route share its series.
+std::string RouteMetricsText();
+
+// Registers one route, counting its responses (CountResponse) and its per-route requests and
+// latency (RouteMetricsText), and ignores the (impossible for our literal patterns) error after
+// logging it. Every API route goes through here.
 void AddRoute(http::Router& router, std::string_view method, std::string_view pattern,
               http::RouteHandler handler, bool blocking);
 

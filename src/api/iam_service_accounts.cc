@@ -10,7 +10,7 @@
 //   POST   /v1/projects/{p}/serviceAccounts/{sa}:disable    iam.serviceAccounts.disable
 // Per-account permissions are checked on projects/P/serviceAccounts/EMAIL ({sa} may be the
 // email or the uniqueId, {p} the `-` wildcard). The store work is identity::ServiceAccounts';
-// each mutation's audit entry follows in its own transaction (see AuditAfter).
+// each mutation's audit entry is appended in the same transaction (AuditHook).
 #include <boost/json.hpp>
 
 #include "api/iam_common.h"
@@ -81,10 +81,12 @@ Result<http::Response> Create(const Env& env, Scope& s) {
     MOAT_TRY(description, StringField(*sa, "description"));
   }
   MOAT_TRY(auto* accounts, Accounts(env));
-  MOAT_TRY(auto created, accounts->Create(project, account_id, display_name, description));
-  int64_t rev = AuditAfter(s, std::string(kMethodPrefix) + "CreateServiceAccount", created.Name(),
-                           {{"uniqueId", created.unique_id}});
-  return JsonResponse(identity::ServiceAccountToJson(created), rev);
+  auto audit = AuditHook<identity::ServiceAccountRecord>(
+      s, std::string(kMethodPrefix) + "CreateServiceAccount", [](const auto& sa) {
+        return std::pair{sa.Name(), bj::object{{"uniqueId", sa.unique_id}}};
+      });
+  MOAT_TRY(auto created, accounts->Create(project, account_id, display_name, description, &audit));
+  return JsonResponse(identity::ServiceAccountToJson(created), audit.revision);
 }
 
 Result<http::Response> Get(const Env& env, Scope& s) {
@@ -126,11 +128,13 @@ Result<http::Response> Update(const Env& env, Scope& s, bool patch) {
     MOAT_TRY(auto current, accounts->Get(t.name));
     return JsonResponse(identity::ServiceAccountToJson(current));
   }
-  MOAT_TRY(auto updated, accounts->Patch(t.name, display_name, description, mask));
-  int64_t rev = AuditAfter(
+  auto audit = AuditHook<identity::ServiceAccountRecord>(
       s, std::string(kMethodPrefix) + (patch ? "PatchServiceAccount" : "UpdateServiceAccount"),
-      updated.Name(), {{"updateMask", mask}});
-  return JsonResponse(identity::ServiceAccountToJson(updated), rev);
+      [&mask](const auto& sa) {
+        return std::pair{sa.Name(), bj::object{{"updateMask", mask}}};
+      });
+  MOAT_TRY(auto updated, accounts->Patch(t.name, display_name, description, mask, &audit));
+  return JsonResponse(identity::ServiceAccountToJson(updated), audit.revision);
 }
 
 enum class Op { kDelete, kEnable, kDisable };
@@ -147,29 +151,26 @@ Result<http::Response> Mutate(const Env& env, Scope& s, Op op) {
     MOAT_CHECK_OK(RejectUnknownFields(body, {}));
   }
   MOAT_TRY(auto* accounts, Accounts(env));
-  // The canonical name (for the audit entry) before a delete renames the account.
-  std::string resource = t.resource;
-  if (t.email.empty()) {
-    MOAT_TRY(auto sa, accounts->Get(t.name));
-    resource = sa.Name();
-  }
-  const char* method = nullptr;
+  const char* method = op == Op::kDelete   ? "DeleteServiceAccount"
+                       : op == Op::kEnable ? "EnableServiceAccount"
+                                           : "DisableServiceAccount";
+  // The record is the account as it is live (its canonical email name, also for a delete).
+  auto audit = AuditHook<identity::ServiceAccountRecord>(
+      s, std::string(kMethodPrefix) + method, [](const auto& sa) {
+        return std::pair{sa.Name(), bj::object{{"uniqueId", sa.unique_id}}};
+      });
   switch (op) {
     case Op::kDelete:
-      MOAT_CHECK_OK(accounts->Delete(t.name));
-      method = "DeleteServiceAccount";
+      MOAT_CHECK_OK(accounts->Delete(t.name, &audit));
       break;
     case Op::kEnable:
-      MOAT_CHECK_OK(accounts->Enable(t.name));
-      method = "EnableServiceAccount";
+      MOAT_CHECK_OK(accounts->Enable(t.name, &audit));
       break;
     case Op::kDisable:
-      MOAT_CHECK_OK(accounts->Disable(t.name));
-      method = "DisableServiceAccount";
+      MOAT_CHECK_OK(accounts->Disable(t.name, &audit));
       break;
   }
-  int64_t rev = AuditAfter(s, std::string(kMethodPrefix) + method, resource);
-  return JsonResponse(bj::object(), rev);
+  return JsonResponse(bj::object(), audit.revision);
 }
 
 // Undelete names the deleted account by uniqueId (an email works while no live account holds
@@ -195,12 +196,14 @@ Result<http::Response> Undelete(const Env& env, Scope& s) {
   MOAT_TRY(bj::object body, BodyObject(req));
   MOAT_CHECK_OK(RejectUnknownFields(body, {}));
   MOAT_TRY(auto* accounts, Accounts(env));
-  MOAT_TRY(auto restored, accounts->Undelete(name));
-  int64_t rev = AuditAfter(s, std::string(kMethodPrefix) + "UndeleteServiceAccount",
-                           restored.Name(), {{"uniqueId", restored.unique_id}});
+  auto audit = AuditHook<identity::ServiceAccountRecord>(
+      s, std::string(kMethodPrefix) + "UndeleteServiceAccount", [](const auto& sa) {
+        return std::pair{sa.Name(), bj::object{{"uniqueId", sa.unique_id}}};
+      });
+  MOAT_TRY(auto restored, accounts->Undelete(name, &audit));
   bj::object out;
   out["restoredAccount"] = identity::ServiceAccountToJson(restored);
-  return JsonResponse(out, rev);
+  return JsonResponse(out, audit.revision);
 }
 
 }  // namespace

@@ -5,14 +5,15 @@
 // already visible from the gateway (404 for unknown hosts), so this reveals nothing new.
 #include <boost/json.hpp>
 
+#include "api/iam_common.h"
 #include "api/routes.h"
 #include "state/service.h"
 
 namespace moat::api {
 
 void RegisterInvokeRoutes(http::Router& router, const Env& env) {
-  (void)router.Add(
-      "GET", "/v2/projects/{project}/locations/{location}/services/{service}:uri",
+  AddRoute(
+      router, "GET", "/v2/projects/{project}/locations/{location}/services/{service}:uri",
       [&env](const http::Request& req) {
         return Handle(env, req, [&](Scope& s) -> Result<http::Response> {
           std::string name = "projects/" + std::string(req.PathVar("project")) + "/locations/" +
@@ -32,7 +33,8 @@ void RegisterInvokeRoutes(http::Router& router, const Env& env) {
           body["urls"] = std::move(arr);
           return JsonResponse(body);
         });
-      });
+      },
+      /*blocking=*/false);
 }
 
 }  // namespace moat::api

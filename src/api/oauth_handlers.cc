@@ -4,7 +4,8 @@
 //         (target_audience claim → {"id_token"}; scope claim → {"access_token",…})
 //     grant_type=password&username=EMAIL&password=…   → tokens + refresh_token
 //     grant_type=refresh_token&refresh_token=…        → {"access_token","id_token",…}
-//     grant_type=refresh_token&refresh_token=…&target_audience=AUD → {"id_token"} for AUD
+//     grant_type=refresh_token&refresh_token=…&target_audience=AUD → the refresh reply
+//         ({"access_token","expires_in","token_type","scope"}) whose "id_token" has aud = AUD
 //         (what `moat auth print-identity-token` sends for a signed-in user)
 // The grant logic is identity::OAuthTokenEndpoint's; this file parses the form and writes its
 // reply (errors in OAuth's {"error","error_description"} format, Cache-Control: no-store).
@@ -57,8 +58,11 @@ struct TokenService {
 };
 
 // refresh_token + target_audience: the endpoint checks the refresh token (and that its user
-// is still enabled) and mints the user's tokens; the ID token for the requested audience is
-// then minted for the subject of the just-issued access token.
+// is still enabled) and mints the user's tokens, as for a plain refresh; the reply's id_token
+// is then replaced by one for the requested audience, minted for the subject of the
+// just-issued access token (its claims are read without verification: this process minted it
+// a moment ago and it never left the process). The identity endpoint has no target_audience
+// parameter for refresh grants, hence this step here.
 http::Response RefreshForAudience(const Env& env, TokenService& svc,
                                   std::map<std::string, std::string> form,
                                   const std::string& audience) {
@@ -87,13 +91,9 @@ http::Response RefreshForAudience(const Env& env, TokenService& svc,
     }
     return OAuthErrorResponse(503, "temporarily_unavailable", "the token service is unavailable");
   }
-  bj::object out;
+  bj::object out = std::move(*body);
   out["id_token"] = token->token;
-  out["token_type"] = "Bearer";
-  out["expires_in"] =
-      std::chrono::duration_cast<std::chrono::seconds>(token->expire_time - env.clock->Now())
-          .count();
-  return ToResponse(identity::HttpReply{200, {}, json::Serialize(out)});
+  return ToResponse(identity::HttpReply{200, reply.headers, json::Serialize(out)});
 }
 
 http::Response Token(const Env& env, TokenService& svc, const http::Request& req) {

@@ -7,9 +7,10 @@
 //       run.services.get is the check. 501 when the server runs no commands (no log source).
 //   GET /healthz   "ok" (public)
 //   GET /metrics   Prometheus text (public, like most exporters; bind the API to loopback or
-//                  put it behind a proxy to restrict it): API responses by status (routes of
-//                  this file group), the store revision, the View's revision, then the
-//                  gateway's counters (ApiServices::extra_metrics).
+//                  put it behind a proxy to restrict it): API responses by status, requests
+//                  by route and status and a latency histogram by route (every API route:
+//                  AddRoute), the store revision, the View's revision, then the gateway's
+//                  counters (ApiServices::extra_metrics).
 #include <boost/json.hpp>
 
 #include "api/iam_common.h"
@@ -63,6 +64,7 @@ http::Response Metrics(const Env& env) {
   out += "# HELP moat_api_responses_total API responses by HTTP status.\n";
   out += "# TYPE moat_api_responses_total counter\n";
   out += ResponseCountsText();
+  out += RouteMetricsText();
   out += "# HELP moat_store_revision The store's latest committed revision.\n";
   out += "# TYPE moat_store_revision gauge\n";
   if (auto rev = env.store->CurrentRevision()) {

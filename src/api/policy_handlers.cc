@@ -15,6 +15,7 @@
 #include <functional>
 
 #include "api/handler_util.h"
+#include "api/iam_common.h"
 #include "api/routes.h"
 #include "api/run_common.h"
 #include "common/json.h"
@@ -277,7 +278,8 @@ Result<http::Response> SetPolicy(Scope& s, const Resolver& resolve) {
 Result<http::Response> TestPermissions(Scope& s, const Resolver& resolve) {
   // Like every Google API call, an anonymous one is refused (not answered as allUsers).
   if (!s.caller().authenticated()) {
-    return Unauthenticated("request is missing a valid credential; send `Authorization: Bearer TOKEN`");
+    return Unauthenticated(
+        "request is missing a valid credential; send `Authorization: Bearer TOKEN`");
   }
   const http::Request& req = s.request();
   MOAT_TRY(bj::object body, BodyObject(req));
@@ -377,8 +379,8 @@ void AddPolicyRoutes(http::Router& router, const Env& env, const std::string& ba
                      const char* get_method, Resolver resolve) {
   auto add = [&](const char* method, const std::string& verb,
                  std::function<Result<http::Response>(Scope&, const Resolver&)> fn) {
-    (void)router.Add(
-        method, base + ":" + verb,
+    AddRoute(
+        router, method, base + ":" + verb,
         [&env, resolve, fn](const http::Request& req) {
           return Handle(env, req, [&](Scope& s) { return fn(s, resolve); });
         },

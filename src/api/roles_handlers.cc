@@ -12,6 +12,7 @@
 #include <boost/json.hpp>
 
 #include "api/handler_util.h"
+#include "api/iam_common.h"
 #include "api/routes.h"
 #include "api/run_common.h"
 #include "common/json.h"
@@ -358,8 +359,8 @@ Result<http::Response> EditCustom(Scope& s, Edit edit) {
 void RegisterRoleRoutes(http::Router& router, const Env& env) {
   auto add = [&](const char* method, const char* path,
                  std::function<Result<http::Response>(Scope&)> fn) {
-    (void)router.Add(
-        method, path, [&env, fn](const http::Request& req) { return Handle(env, req, fn); },
+    AddRoute(
+        router, method, path, [&env, fn](const http::Request& req) { return Handle(env, req, fn); },
         /*blocking=*/true);
   };
   add("GET", "/v1/roles", ListPredefined);

@@ -8,10 +8,15 @@
 // that depend on the store or the gateway (etag, uri, urls, reconciling, terminalCondition,
 // observedGeneration) are added when a service is answered, so a gateway that moved to
 // another port is reflected at once. Every mutation answers a done Operation, stored in the
-// settings collection under "operations/NAME" so GET …/operations/ID finds it again.
+// settings collection under "operations/NAME" (parent "operations/projects/P/locations/L") so
+// …/operations/ID (get, delete, :wait) and …/operations (list) find it again. Operation ids are
+// time-ordered UUIDs (version 7), so a location's operations list oldest first; each new
+// operation prunes up to kPruneBatch of its location's oldest operations that are older than
+// kOperationRetention (7 days): bounded work per write, and a busy location never accumulates.
 #include <boost/json.hpp>
 
 #include "api/handler_util.h"
+#include "api/iam_common.h"
 #include "api/routes.h"
 #include "api/run_common.h"
 #include "common/json.h"
@@ -29,6 +34,8 @@ using store::Collection;
 
 constexpr std::string_view kServiceType = "type.googleapis.com/google.cloud.run.v2.Service";
 constexpr std::string_view kOperationPrefix = "operations/";
+constexpr auto kOperationRetention = std::chrono::hours(24 * 7);
+constexpr int kPruneBatch = 50;
 
 // Fields of google.cloud.run.v2.Service (plus Moat's `hostnames`) a caller may write.
 constexpr std::string_view kWritable[] = {"description",
@@ -305,17 +312,58 @@ bj::object Typed(const bj::object& service) {
   return o;
 }
 
-// A done Operation for `service`; stored in `tx` when given.
+// A UUID whose first 48 bits are the Unix time in milliseconds (RFC 9562 version 7), so ids
+// sort by creation time.
+std::string TimeOrderedUuid(TimePoint now) {
+  uint64_t ms = static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count());
+  std::string b = RandomBytes(16);
+  for (int i = 0; i < 6; ++i) b[i] = static_cast<char>((ms >> (40 - 8 * i)) & 0xff);
+  b[6] = static_cast<char>((b[6] & 0x0f) | 0x70);  // version 7
+  b[8] = static_cast<char>((b[8] & 0x3f) | 0x80);  // RFC 4122 variant
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) out.push_back('-');
+    out.push_back(kHex[(static_cast<unsigned char>(b[i]) >> 4) & 15]);
+    out.push_back(kHex[static_cast<unsigned char>(b[i]) & 15]);
+  }
+  return out;
+}
+
+// The settings-collection parent of a location's operations.
+std::string OperationParent(std::string_view location_name) {
+  return std::string(kOperationPrefix) + std::string(location_name);
+}
+
+// Deletes up to kPruneBatch of the location's operations (oldest ids first) created before
+// now - kOperationRetention.
+Status PruneOperations(store::Transaction& tx, std::string_view parent, TimePoint now) {
+  store::ListOptions o;
+  o.parent = OperationParent(parent);
+  o.page_size = kPruneBatch;
+  MOAT_TRY(store::ListPage page, tx.List(Collection::kSettings, o));
+  for (const auto& doc : page.documents) {
+    if (now - doc.create_time < kOperationRetention) continue;
+    MOAT_CHECK_OK(tx.Delete(Collection::kSettings, doc.key));
+  }
+  return Ok();
+}
+
+// A done Operation for `service`; stored in `tx` (pruning old ones) when given.
 Result<bj::object> Operation(store::Transaction* tx, std::string_view parent,
-                             const bj::object& service) {
+                             const bj::object& service, TimePoint now) {
   bj::object op;
-  op["name"] = std::string(parent) + "/operations/" + RandomUuid();
+  op["name"] = std::string(parent) + "/operations/" + TimeOrderedUuid(now);
   op["metadata"] = Typed(service);
   op["done"] = true;
   op["response"] = Typed(service);
   if (tx) {
+    MOAT_CHECK_OK(PruneOperations(*tx, parent, now));
     std::string key = std::string(kOperationPrefix) + std::string(op["name"].as_string());
-    MOAT_CHECK_OK(tx->Put(Collection::kSettings, key, json::Serialize(op)));
+    store::PutOptions put;
+    put.parent = OperationParent(parent);
+    MOAT_CHECK_OK(tx->Put(Collection::kSettings, key, json::Serialize(op), put));
   }
   return op;
 }
@@ -409,7 +457,7 @@ Result<http::Response> Create(Scope& s) {
   if (existing) return AlreadyExists("Resource '" + name + "' already exists.");
   if (validate_only) {
     MOAT_TRY(bj::object service, ServiceJson(s.env(), json::Serialize(doc), ""));
-    MOAT_TRY(bj::object op, Operation(nullptr, parent, service));
+    MOAT_TRY(bj::object op, Operation(nullptr, parent, service, s.now()));
     return JsonResponse(op);
   }
   MOAT_CHECK_OK(EnsureProject(*tx, "projects/" + std::string(req.PathVar("project")), s.now()));
@@ -419,7 +467,7 @@ Result<http::Response> Create(Scope& s) {
   MOAT_TRY(store::Document written,
            tx->Put(Collection::kServices, name, json::Serialize(doc), put));
   MOAT_TRY(bj::object service, ServiceJson(s.env(), written.data, written.etag));
-  MOAT_TRY(bj::object op, Operation(tx.get(), parent, service));
+  MOAT_TRY(bj::object op, Operation(tx.get(), parent, service, s.now()));
   MOAT_CHECK_OK(tx->AppendAudit(s.Audit("google.cloud.run.v2.Services.CreateService", name)));
   MOAT_TRY(int64_t revision, tx->Commit());
   // Like `gcloud run deploy`, answer once the revision serves (route published, process up).
@@ -522,7 +570,7 @@ Result<http::Response> Patch(Scope& s) {
   MOAT_CHECK_OK(CheckWrite(s, name, doc, existing ? &before : nullptr));
   if (validate_only) {
     MOAT_TRY(bj::object service, ServiceJson(s.env(), json::Serialize(doc), ""));
-    MOAT_TRY(bj::object op, Operation(nullptr, parent, service));
+    MOAT_TRY(bj::object op, Operation(nullptr, parent, service, s.now()));
     return JsonResponse(op);
   }
   MOAT_CHECK_OK(EnsureProject(*tx, "projects/" + std::string(req.PathVar("project")), s.now()));
@@ -533,7 +581,7 @@ Result<http::Response> Patch(Scope& s) {
   MOAT_TRY(store::Document written,
            tx->Put(Collection::kServices, name, json::Serialize(doc), put));
   MOAT_TRY(bj::object service, ServiceJson(s.env(), written.data, written.etag));
-  MOAT_TRY(bj::object op, Operation(tx.get(), parent, service));
+  MOAT_TRY(bj::object op, Operation(tx.get(), parent, service, s.now()));
   bj::object details;
   if (!mask.empty()) {
     bj::array paths;
@@ -565,26 +613,32 @@ Result<http::Response> Delete(Scope& s) {
   MOAT_TRY(bj::object service, ServiceJson(s.env(), existing->data, existing->etag));
   service["deleteTime"] = FormatRfc3339(s.now());
   if (validate_only) {
-    MOAT_TRY(bj::object op, Operation(nullptr, ParentOf(req), service));
+    MOAT_TRY(bj::object op, Operation(nullptr, ParentOf(req), service, s.now()));
     return JsonResponse(op);
   }
   MOAT_CHECK_OK(
       tx->Delete(Collection::kServices, name, store::Precondition::EtagMatches(existing->etag)));
   // The service's IAM policy goes with it: a re-created service starts private.
   MOAT_CHECK_OK(tx->Delete(Collection::kPolicies, name));
-  MOAT_TRY(bj::object op, Operation(tx.get(), ParentOf(req), service));
+  MOAT_TRY(bj::object op, Operation(tx.get(), ParentOf(req), service, s.now()));
   MOAT_CHECK_OK(tx->AppendAudit(s.Audit("google.cloud.run.v2.Services.DeleteService", name)));
   MOAT_TRY(int64_t revision, tx->Commit());
   return JsonResponse(op, revision);
 }
 
-Result<http::Response> GetOperation(Scope& s) {
+// The operation a request names (checked), after authorizing `permission` on it.
+Result<std::string> OperationName(Scope& s, std::string_view permission) {
   const http::Request& req = s.request();
   MOAT_CHECK_OK(CheckSegment(req.PathVar("project"), "project"));
   MOAT_CHECK_OK(CheckSegment(req.PathVar("location"), "location"));
   MOAT_CHECK_OK(CheckSegment(req.PathVar("operation"), "operation"));
   std::string name = ParentOf(req) + "/operations/" + std::string(req.PathVar("operation"));
-  MOAT_CHECK_OK(s.Require(name, "run.operations.get"));
+  MOAT_CHECK_OK(s.Require(name, permission));
+  return name;
+}
+
+Result<http::Response> ReadOperation(Scope& s, std::string_view permission) {
+  MOAT_TRY(std::string name, OperationName(s, permission));
   MOAT_TRY(auto doc,
            s.env().store->Get(Collection::kSettings, std::string(kOperationPrefix) + name));
   if (!doc) return NotFound("Resource '" + name + "' was not found");
@@ -592,12 +646,74 @@ Result<http::Response> GetOperation(Scope& s) {
   return JsonResponse(op);
 }
 
+Result<http::Response> GetOperation(Scope& s) { return ReadOperation(s, "run.operations.get"); }
+
+// POST …/operations/ID:wait {"timeout"?}: Moat's operations are done when answered, so this
+// returns the operation at once (the timeout is checked, then moot).
+Result<http::Response> WaitOperation(Scope& s) {
+  MOAT_TRY(std::string name, OperationName(s, "run.operations.get"));
+  MOAT_TRY(bj::object body, BodyObject(s.request()));
+  MOAT_CHECK_OK(RejectUnknownFields(body, {"timeout"}));
+  MOAT_TRY(auto timeout, json::OptString(body, "timeout"));
+  if (timeout && !ParseDuration(*timeout)) {
+    return InvalidArgument("timeout `" + *timeout + "` must be a duration such as \"30s\"");
+  }
+  return ReadOperation(s, "run.operations.get");
+}
+
+// GET …/locations/L/operations?pageSize=&pageToken= → {"operations":[…],"nextPageToken"},
+// oldest first. `filter` is not supported (INVALID_ARGUMENT when given).
+Result<http::Response> ListOperations(Scope& s) {
+  const http::Request& req = s.request();
+  MOAT_CHECK_OK(CheckSegment(req.PathVar("project"), "project"));
+  MOAT_CHECK_OK(CheckSegment(req.PathVar("location"), "location"));
+  std::string parent = ParentOf(req);
+  MOAT_CHECK_OK(s.Require(parent, "run.operations.list"));
+  if (!req.QueryParam("filter").empty()) {
+    return InvalidArgument("filter `" + std::string(req.QueryParam("filter")) +
+                           "` is not supported: list operations without a filter");
+  }
+  MOAT_TRY(int page_size, PageSizeParam(req.QueryParam("pageSize"), 100, 1000));
+  store::ListOptions o;
+  o.parent = OperationParent(parent);
+  o.page_size = page_size;
+  o.page_token = std::string(req.QueryParam("pageToken"));
+  MOAT_TRY(auto tx, s.env().store->BeginRead());
+  auto page = tx->List(Collection::kSettings, o);
+  if (!page) {
+    if (page.error().code == Code::kInvalidArgument) {
+      return InvalidArgument("pageToken `" + o.page_token + "` is not valid");
+    }
+    return page.error();
+  }
+  bj::array ops;
+  for (const auto& doc : page->documents) {
+    MOAT_TRY(bj::value op, json::Parse(doc.data, "operation"));
+    ops.push_back(std::move(op));
+  }
+  bj::object out;
+  if (!ops.empty()) out["operations"] = std::move(ops);
+  if (!page->next_page_token.empty()) out["nextPageToken"] = page->next_page_token;
+  return JsonResponse(out);
+}
+
+// DELETE …/operations/ID → {} (audited with the deletion, in one transaction).
+Result<http::Response> DeleteOperation(Scope& s) {
+  MOAT_TRY(std::string name, OperationName(s, "run.operations.delete"));
+  MOAT_TRY(auto tx, s.env().store->Begin());
+  MOAT_TRY(bool existed, tx->Delete(Collection::kSettings, std::string(kOperationPrefix) + name));
+  if (!existed) return NotFound("Resource '" + name + "' was not found");
+  MOAT_CHECK_OK(tx->AppendAudit(s.Audit("google.longrunning.Operations.DeleteOperation", name)));
+  MOAT_TRY(int64_t revision, tx->Commit());
+  return JsonResponse(bj::object(), revision);
+}
+
 }  // namespace
 
 void RegisterRunServiceRoutes(http::Router& router, const Env& env) {
   auto add = [&](const char* method, const char* path, Result<http::Response> (*fn)(Scope&)) {
-    (void)router.Add(
-        method, path, [&env, fn](const http::Request& req) { return Handle(env, req, fn); },
+    AddRoute(
+        router, method, path, [&env, fn](const http::Request& req) { return Handle(env, req, fn); },
         /*blocking=*/true);
   };
   const char* kServices = "/v2/projects/{project}/locations/{location}/services";
@@ -607,7 +723,12 @@ void RegisterRunServiceRoutes(http::Router& router, const Env& env) {
   add("GET", kService, Get);
   add("PATCH", kService, Patch);
   add("DELETE", kService, Delete);
-  add("GET", "/v2/projects/{project}/locations/{location}/operations/{operation}", GetOperation);
+  const char* kOperation = "/v2/projects/{project}/locations/{location}/operations/{operation}";
+  add("GET", kOperation, GetOperation);
+  add("DELETE", kOperation, DeleteOperation);
+  add("POST", "/v2/projects/{project}/locations/{location}/operations/{operation}:wait",
+      WaitOperation);
+  add("GET", "/v2/projects/{project}/locations/{location}/operations", ListOperations);
 }
 
 }  // namespace moat::api

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 
 #include "api/handler_util.h"
+#include "api/iam_common.h"
 #include "api/routes.h"
 #include "api/run_common.h"
 #include "common/json.h"
@@ -84,8 +85,8 @@ Result<http::Response> Troubleshoot(Scope& s) {
 }  // namespace
 
 void RegisterTroubleshootRoutes(http::Router& router, const Env& env) {
-  (void)router.Add(
-      "POST", "/moat/v1/iam:troubleshoot",
+  AddRoute(
+      router, "POST", "/moat/v1/iam:troubleshoot",
       [&env](const http::Request& req) { return Handle(env, req, Troubleshoot); },
       /*blocking=*/false);
 }

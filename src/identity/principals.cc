@@ -144,7 +144,7 @@ bool CheckPassword(std::string_view hash, std::string_view password) {
 Users::Users(store::Store& store, const Clock& clock) : store_(store), clock_(clock) {}
 
 Result<UserRecord> Users::Create(std::string_view email, std::string_view password,
-                                 std::string_view display_name) {
+                                 std::string_view display_name, CommitHook<UserRecord>* hook) {
   UserRecord u;
   MOAT_TRY(u.email, NormalizeEmail(email, "user email"));
   MOAT_CHECK_OK(ValidateDisplayName(display_name));
@@ -156,7 +156,7 @@ Result<UserRecord> Users::Create(std::string_view email, std::string_view passwo
   MOAT_TRY(auto existing, tx->Get(Collection::kUsers, u.email));
   if (existing) return AlreadyExists("user " + Quote(u.email) + " already exists");
   MOAT_CHECK_OK(tx->Put(Collection::kUsers, u.email, UserToDocument(u), CreateOnly()));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, u));
   return u;
 }
 
@@ -227,10 +227,14 @@ Status Users::SetDisabled(std::string_view email, bool disabled) {
 Status Users::Disable(std::string_view email) { return SetDisabled(email, true); }
 Status Users::Enable(std::string_view email) { return SetDisabled(email, false); }
 
-Status Users::Delete(std::string_view email) {
+Status Users::Delete(std::string_view email, CommitHook<UserRecord>* hook) {
   MOAT_TRY(std::string key, NormalizeEmail(email, "user email"));
-  MOAT_TRY(bool existed, store_.Delete(Collection::kUsers, key));
-  if (!existed) return UserMissing(key);
+  MOAT_TRY(auto tx, store_.Begin());
+  MOAT_TRY(auto doc, tx->Get(Collection::kUsers, key));
+  if (!doc) return UserMissing(key);
+  MOAT_TRY(auto u, UserFromDocument(doc->data));
+  MOAT_CHECK_OK(tx->Delete(Collection::kUsers, key, Precondition::EtagMatches(doc->etag)));
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, u));
   return Ok();
 }
 
@@ -251,7 +255,8 @@ Groups::Groups(store::Store& store) : store_(store) {}
 
 Result<GroupRecord> Groups::Create(std::string_view email, std::string_view display_name,
                                    std::string_view description,
-                                   const std::vector<std::string>& members) {
+                                   const std::vector<std::string>& members,
+                                   CommitHook<GroupRecord>* hook) {
   GroupRecord g;
   MOAT_TRY(g.email, NormalizeEmail(email, "group email"));
   MOAT_CHECK_OK(ValidateDisplayName(display_name));
@@ -268,7 +273,7 @@ Result<GroupRecord> Groups::Create(std::string_view email, std::string_view disp
   MOAT_TRY(auto existing, tx->Get(Collection::kGroups, g.email));
   if (existing) return AlreadyExists("group " + Quote(g.email) + " already exists");
   MOAT_CHECK_OK(tx->Put(Collection::kGroups, g.email, GroupToDocument(g), CreateOnly()));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, g));
   return g;
 }
 
@@ -293,28 +298,37 @@ Result<GroupPage> Groups::List(int page_size, std::string_view page_token) {
   return out;
 }
 
-Status Groups::Delete(std::string_view email) {
+Status Groups::Delete(std::string_view email, CommitHook<GroupRecord>* hook) {
   MOAT_TRY(std::string key, NormalizeEmail(email, "group email"));
-  MOAT_TRY(bool existed, store_.Delete(Collection::kGroups, key));
-  if (!existed) return GroupMissing(key);
+  MOAT_TRY(auto tx, store_.Begin());
+  MOAT_TRY(auto doc, tx->Get(Collection::kGroups, key));
+  if (!doc) return GroupMissing(key);
+  MOAT_TRY(auto g, GroupFromDocument(doc->data));
+  MOAT_CHECK_OK(tx->Delete(Collection::kGroups, key, Precondition::EtagMatches(doc->etag)));
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, g));
   return Ok();
 }
 
-Result<GroupRecord> Groups::AddMember(std::string_view group_email, std::string_view member) {
+Result<GroupRecord> Groups::AddMember(std::string_view group_email, std::string_view member,
+                                      CommitHook<GroupRecord>* hook) {
   MOAT_TRY(std::string key, NormalizeEmail(group_email, "group email"));
   MOAT_TRY(std::string m, NormalizeGroupMember(member));
   MOAT_TRY(auto tx, store_.Begin());
   MOAT_TRY(auto doc, tx->Get(Collection::kGroups, key));
   if (!doc) return GroupMissing(key);
   MOAT_TRY(auto g, GroupFromDocument(doc->data));
-  if (std::find(g.members.begin(), g.members.end(), m) != g.members.end()) return g;
+  if (std::find(g.members.begin(), g.members.end(), m) != g.members.end()) {
+    if (hook) MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, g));
+    return g;
+  }
   g.members.push_back(std::move(m));
   MOAT_CHECK_OK(tx->Put(Collection::kGroups, key, GroupToDocument(g), Replace(*doc)));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, g));
   return g;
 }
 
-Result<GroupRecord> Groups::RemoveMember(std::string_view group_email, std::string_view member) {
+Result<GroupRecord> Groups::RemoveMember(std::string_view group_email, std::string_view member,
+                                         CommitHook<GroupRecord>* hook) {
   MOAT_TRY(std::string key, NormalizeEmail(group_email, "group email"));
   MOAT_TRY(std::string m, NormalizeGroupMember(member));
   MOAT_TRY(auto tx, store_.Begin());
@@ -327,7 +341,7 @@ Result<GroupRecord> Groups::RemoveMember(std::string_view group_email, std::stri
   }
   g.members.erase(it);
   MOAT_CHECK_OK(tx->Put(Collection::kGroups, key, GroupToDocument(g), Replace(*doc)));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, g));
   return g;
 }
 
@@ -337,7 +351,8 @@ TrustedIssuers::TrustedIssuers(store::Store& store) : store_(store) {}
 
 Result<TrustedIssuerRecord> TrustedIssuers::Create(std::string_view id, std::string_view issuer,
                                                    std::string_view jwks_uri,
-                                                   const std::vector<std::string>& audiences) {
+                                                   const std::vector<std::string>& audiences,
+                                                   CommitHook<TrustedIssuerRecord>* hook) {
   MOAT_CHECK_OK(ValidateIssuerId(id));
   MOAT_CHECK_OK(ValidateIssuerUrl(issuer, "issuer"));
   MOAT_CHECK_OK(ValidateIssuerUrl(jwks_uri, "jwksUri"));
@@ -363,7 +378,7 @@ Result<TrustedIssuerRecord> TrustedIssuers::Create(std::string_view id, std::str
   }
   MOAT_CHECK_OK(
       tx->Put(Collection::kTrustedIssuers, t.id, TrustedIssuerToDocument(t), CreateOnly()));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, t));
   return t;
 }
 
@@ -384,10 +399,14 @@ Result<std::vector<TrustedIssuerRecord>> TrustedIssuers::List() {
   return out;
 }
 
-Status TrustedIssuers::Delete(std::string_view id) {
+Status TrustedIssuers::Delete(std::string_view id, CommitHook<TrustedIssuerRecord>* hook) {
   if (id.empty()) return NotFound("trusted issuer `` does not exist");
-  MOAT_TRY(bool existed, store_.Delete(Collection::kTrustedIssuers, id));
-  if (!existed) return NotFound("trusted issuer " + Quote(id) + " does not exist");
+  MOAT_TRY(auto tx, store_.Begin());
+  MOAT_TRY(auto doc, tx->Get(Collection::kTrustedIssuers, id));
+  if (!doc) return NotFound("trusted issuer " + Quote(id) + " does not exist");
+  MOAT_TRY(auto t, TrustedIssuerFromDocument(doc->data));
+  MOAT_CHECK_OK(tx->Delete(Collection::kTrustedIssuers, id, Precondition::EtagMatches(doc->etag)));
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, t));
   return Ok();
 }
 

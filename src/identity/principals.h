@@ -3,7 +3,9 @@
 //
 // Storage: kUsers key = email, kGroups key = email, kTrustedIssuers key = id; documents as in
 // records.h. Emails are lowercased. Each operation is ONE store transaction; password hashing
-// (Argon2id, ~50 ms and 64 MiB per call) runs outside the write transaction.
+// (Argon2id, ~50 ms and 64 MiB per call) runs outside the write transaction. Create, Delete
+// and the member operations take an optional CommitHook (commit_hook.h) through which the API
+// adds its audit entry to the same transaction.
 //
 // Thread-safety: objects may be used from any number of threads.
 #pragma once
@@ -14,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "identity/commit_hook.h"
 #include "identity/directory.h"
 
 namespace moat::store {
@@ -45,7 +48,7 @@ class Users {
   // Errors: kInvalidArgument (email, password shorter than 8 characters, displayName over 100
   // bytes), kAlreadyExists.
   Result<UserRecord> Create(std::string_view email, std::string_view password,
-                            std::string_view display_name);
+                            std::string_view display_name, CommitHook<UserRecord>* hook = nullptr);
   Result<UserRecord> Get(std::string_view email);  // kNotFound
   // Ordered by email; page_size <= 0 → 50, clamped to 1000.
   Result<UserPage> List(int page_size = 0, std::string_view page_token = "");
@@ -54,9 +57,9 @@ class Users {
   // disabled user with the right password is kPermissionDenied.
   Result<UserRecord> VerifyPassword(std::string_view email, std::string_view password);
   Status SetPassword(std::string_view email, std::string_view password);
-  Status Disable(std::string_view email);  // idempotent
-  Status Enable(std::string_view email);   // idempotent
-  Status Delete(std::string_view email);   // kNotFound
+  Status Disable(std::string_view email);                                         // idempotent
+  Status Enable(std::string_view email);                                          // idempotent
+  Status Delete(std::string_view email, CommitHook<UserRecord>* hook = nullptr);  // kNotFound
 
  private:
   Status SetDisabled(std::string_view email, bool disabled);
@@ -78,14 +81,18 @@ class Groups {
   // kInvalidArgument, kAlreadyExists.
   Result<GroupRecord> Create(std::string_view email, std::string_view display_name,
                              std::string_view description,
-                             const std::vector<std::string>& members = {});
+                             const std::vector<std::string>& members = {},
+                             CommitHook<GroupRecord>* hook = nullptr);
   Result<GroupRecord> Get(std::string_view email);  // kNotFound
   Result<GroupPage> List(int page_size = 0, std::string_view page_token = "");
-  Status Delete(std::string_view email);  // kNotFound
-  // Idempotent. Nesting is allowed, cycles included (the IAM evaluator is cycle-safe).
-  Result<GroupRecord> AddMember(std::string_view group_email, std::string_view member);
+  Status Delete(std::string_view email, CommitHook<GroupRecord>* hook = nullptr);  // kNotFound
+  // Idempotent (with a hook, an existing member still commits the hook's writes). Nesting is
+  // allowed, cycles included (the IAM evaluator is cycle-safe).
+  Result<GroupRecord> AddMember(std::string_view group_email, std::string_view member,
+                                CommitHook<GroupRecord>* hook = nullptr);
   // kNotFound when the member is not in the group.
-  Result<GroupRecord> RemoveMember(std::string_view group_email, std::string_view member);
+  Result<GroupRecord> RemoveMember(std::string_view group_email, std::string_view member,
+                                   CommitHook<GroupRecord>* hook = nullptr);
 
  private:
   store::Store& store_;
@@ -105,10 +112,12 @@ class TrustedIssuers {
   // kAlreadyExists (same id, or another record with the same issuer).
   Result<TrustedIssuerRecord> Create(std::string_view id, std::string_view issuer,
                                      std::string_view jwks_uri,
-                                     const std::vector<std::string>& audiences);
+                                     const std::vector<std::string>& audiences,
+                                     CommitHook<TrustedIssuerRecord>* hook = nullptr);
   Result<TrustedIssuerRecord> Get(std::string_view id);  // kNotFound
   Result<std::vector<TrustedIssuerRecord>> List();
-  Status Delete(std::string_view id);  // kNotFound
+  // kNotFound
+  Status Delete(std::string_view id, CommitHook<TrustedIssuerRecord>* hook = nullptr);
 
  private:
   store::Store& store_;

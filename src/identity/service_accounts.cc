@@ -290,7 +290,8 @@ ServiceAccounts::ServiceAccounts(store::Store& store, const Clock& clock, KeyFil
 Result<ServiceAccountRecord> ServiceAccounts::Create(std::string_view project_id,
                                                      std::string_view account_id,
                                                      std::string_view display_name,
-                                                     std::string_view description) {
+                                                     std::string_view description,
+                                                     CommitHook<ServiceAccountRecord>* hook) {
   if (project_id == "-") {
     return InvalidArgument("the `-` wildcard cannot be used to create a service account");
   }
@@ -325,7 +326,7 @@ Result<ServiceAccountRecord> ServiceAccounts::Create(std::string_view project_id
   o.parent = project_key;
   o.precondition = Precondition::MustNotExist();
   MOAT_CHECK_OK(tx->Put(Collection::kServiceAccounts, sa.Name(), ServiceAccountToDocument(sa), o));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, sa));
   return sa;
 }
 
@@ -359,7 +360,8 @@ Result<ServiceAccountPage> ServiceAccounts::List(std::string_view project_id, in
 Result<ServiceAccountRecord> ServiceAccounts::Patch(std::string_view name,
                                                     std::string_view display_name,
                                                     std::string_view description,
-                                                    std::string_view update_mask) {
+                                                    std::string_view update_mask,
+                                                    CommitHook<ServiceAccountRecord>* hook) {
   bool set_display = false, set_description = false;
   std::string_view rest = update_mask;
   while (!rest.empty()) {
@@ -386,24 +388,32 @@ Result<ServiceAccountRecord> ServiceAccounts::Patch(std::string_view name,
   if (set_display) r.sa.display_name = std::string(display_name);
   if (set_description) r.sa.description = std::string(description);
   MOAT_CHECK_OK(PutAccount(*tx, r.sa, r.doc));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, r.sa));
   return std::move(r.sa);
 }
 
-Status ServiceAccounts::SetDisabled(std::string_view name, bool disabled) {
+Status ServiceAccounts::SetDisabled(std::string_view name, bool disabled,
+                                    CommitHook<ServiceAccountRecord>* hook) {
   MOAT_TRY(auto tx, store_.Begin());
   MOAT_TRY(Resolved r, ResolveLive(*tx, name));
-  if (r.sa.disabled == disabled) return Ok();
-  r.sa.disabled = disabled;
-  MOAT_CHECK_OK(PutAccount(*tx, r.sa, r.doc));
-  MOAT_CHECK_OK(tx->Commit());
+  if (r.sa.disabled != disabled) {
+    r.sa.disabled = disabled;
+    MOAT_CHECK_OK(PutAccount(*tx, r.sa, r.doc));
+  } else if (!hook) {
+    return Ok();
+  }
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, r.sa));
   return Ok();
 }
 
-Status ServiceAccounts::Disable(std::string_view name) { return SetDisabled(name, true); }
-Status ServiceAccounts::Enable(std::string_view name) { return SetDisabled(name, false); }
+Status ServiceAccounts::Disable(std::string_view name, CommitHook<ServiceAccountRecord>* hook) {
+  return SetDisabled(name, true, hook);
+}
+Status ServiceAccounts::Enable(std::string_view name, CommitHook<ServiceAccountRecord>* hook) {
+  return SetDisabled(name, false, hook);
+}
 
-Status ServiceAccounts::Delete(std::string_view name) {
+Status ServiceAccounts::Delete(std::string_view name, CommitHook<ServiceAccountRecord>* hook) {
   MOAT_TRY(auto tx, store_.Begin());
   MOAT_TRY(Resolved r, ResolveLive(*tx, name));
   ServiceAccountRecord sa = r.sa;
@@ -418,15 +428,19 @@ Status ServiceAccounts::Delete(std::string_view name) {
       tx->Delete(Collection::kServiceAccounts, r.doc.key, Precondition::EtagMatches(r.doc.etag)));
   MOAT_CHECK_OK(MovePolicy(*tx, sa.Name(), deleted_key));
   MOAT_CHECK_OK(RewritePolicyMembers(*tx, ActiveMember(sa), DeletedMember(sa)));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, sa));
   return Ok();
 }
 
-Result<ServiceAccountRecord> ServiceAccounts::Undelete(std::string_view name) {
+Result<ServiceAccountRecord> ServiceAccounts::Undelete(std::string_view name,
+                                                       CommitHook<ServiceAccountRecord>* hook) {
   MOAT_TRY(SaName n, ParseSaName(name));
   MOAT_TRY(auto tx, store_.Begin());
   // A live account answers as itself.
-  if (auto live = ResolveLive(*tx, name)) return std::move(live->sa);
+  if (auto live = ResolveLive(*tx, name)) {
+    if (hook) MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, live->sa));
+    return std::move(live->sa);
+  }
 
   std::optional<std::string> parent;
   if (n.project != "-") parent = DeletedParent(n.project);
@@ -462,7 +476,7 @@ Result<ServiceAccountRecord> ServiceAccounts::Undelete(std::string_view name) {
                            Precondition::EtagMatches(found->doc.etag)));
   MOAT_CHECK_OK(MovePolicy(*tx, deleted_key, sa.Name()));
   MOAT_CHECK_OK(RewritePolicyMembers(*tx, DeletedMember(sa), ActiveMember(sa)));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, sa));
   return sa;
 }
 
@@ -493,7 +507,8 @@ Result<int> ServiceAccounts::PurgeDeleted() {
 
 Result<KeyRecord> ServiceAccounts::StoreNewKey(std::string_view sa_name,
                                                const std::string& expected_unique_id, KeyRecord key,
-                                               std::string* project_id) {
+                                               std::string* project_id,
+                                               CommitHook<KeyRecord>* hook) {
   MOAT_TRY(auto tx, store_.Begin());
   MOAT_TRY(Resolved r, ResolveLive(*tx, sa_name));
   if (!expected_unique_id.empty() && r.sa.unique_id != expected_unique_id) {
@@ -524,14 +539,15 @@ Result<KeyRecord> ServiceAccounts::StoreNewKey(std::string_view sa_name,
   o.precondition = Precondition::MustNotExist();
   MOAT_CHECK_OK(tx->Put(Collection::kSaKeys, key.Name(r.sa.project_id),
                         KeyToDocument(key, r.sa.project_id), o));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, key));
   *project_id = r.sa.project_id;
   return key;
 }
 
 Result<CreatedKey> ServiceAccounts::CreateKey(std::string_view sa_name,
                                               std::string_view key_algorithm,
-                                              std::string_view private_key_type) {
+                                              std::string_view private_key_type,
+                                              CommitHook<KeyRecord>* hook) {
   if (!key_algorithm.empty() && key_algorithm != "KEY_ALG_UNSPECIFIED" &&
       key_algorithm != "KEY_ALG_RSA_2048") {
     return InvalidArgument("keyAlgorithm " + Quote(key_algorithm) +
@@ -571,7 +587,7 @@ Result<CreatedKey> ServiceAccounts::CreateKey(std::string_view sa_name,
                                                    ? TruncateToSeconds(TimePoint::max())
                                                    : key.valid_before));
   CreatedKey out;
-  MOAT_TRY(out.key, StoreNewKey(sa_name, sa.unique_id, std::move(key), &out.project_id));
+  MOAT_TRY(out.key, StoreNewKey(sa_name, sa.unique_id, std::move(key), &out.project_id, hook));
 
   bj::object file;
   file["type"] = "service_account";
@@ -591,7 +607,8 @@ Result<CreatedKey> ServiceAccounts::CreateKey(std::string_view sa_name,
 }
 
 Result<KeyRecord> ServiceAccounts::UploadKey(std::string_view sa_name,
-                                             std::string_view public_key_data) {
+                                             std::string_view public_key_data,
+                                             CommitHook<KeyRecord>* hook) {
   auto pem = Base64Decode(public_key_data);
   if (!pem) return InvalidArgument("publicKeyData must be base64 of a PEM X.509 certificate");
   auto cert = crypto::ParseCertificatePem(*pem);
@@ -622,7 +639,7 @@ Result<KeyRecord> ServiceAccounts::UploadKey(std::string_view sa_name,
   }
   key.origin = KeyOrigin::kUserProvided;
   std::string project_id;
-  return StoreNewKey(sa_name, "", std::move(key), &project_id);
+  return StoreNewKey(sa_name, "", std::move(key), &project_id, hook);
 }
 
 Result<std::vector<KeyRecord>> ServiceAccounts::ListKeys(
@@ -648,34 +665,38 @@ Result<KeyRecord> ServiceAccounts::GetKey(std::string_view key_name) {
   return std::move(rk.key);
 }
 
-Status ServiceAccounts::DeleteKey(std::string_view key_name) {
+Status ServiceAccounts::DeleteKey(std::string_view key_name, CommitHook<KeyRecord>* hook) {
   MOAT_TRY(auto tx, store_.Begin());
   MOAT_TRY(ResolvedKey rk, ResolveKey(*tx, key_name));
   MOAT_CHECK_OK(
       tx->Delete(Collection::kSaKeys, rk.doc.key, Precondition::EtagMatches(rk.doc.etag)));
-  MOAT_CHECK_OK(tx->Commit());
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, rk.key));
   return Ok();
 }
 
-Status ServiceAccounts::SetKeyDisabled(std::string_view key_name, bool disabled) {
+Status ServiceAccounts::SetKeyDisabled(std::string_view key_name, bool disabled,
+                                       CommitHook<KeyRecord>* hook) {
   MOAT_TRY(auto tx, store_.Begin());
   MOAT_TRY(ResolvedKey rk, ResolveKey(*tx, key_name));
-  if (rk.key.disabled == disabled) return Ok();
-  rk.key.disabled = disabled;
-  PutOptions o;
-  o.parent = rk.doc.parent;
-  o.precondition = Precondition::EtagMatches(rk.doc.etag);
-  MOAT_CHECK_OK(
-      tx->Put(Collection::kSaKeys, rk.doc.key, KeyToDocument(rk.key, rk.account.sa.project_id), o));
-  MOAT_CHECK_OK(tx->Commit());
+  if (rk.key.disabled != disabled) {
+    rk.key.disabled = disabled;
+    PutOptions o;
+    o.parent = rk.doc.parent;
+    o.precondition = Precondition::EtagMatches(rk.doc.etag);
+    MOAT_CHECK_OK(tx->Put(Collection::kSaKeys, rk.doc.key,
+                          KeyToDocument(rk.key, rk.account.sa.project_id), o));
+  } else if (!hook) {
+    return Ok();
+  }
+  MOAT_CHECK_OK(internal::CommitWithHook(*tx, hook, rk.key));
   return Ok();
 }
 
-Status ServiceAccounts::DisableKey(std::string_view key_name) {
-  return SetKeyDisabled(key_name, true);
+Status ServiceAccounts::DisableKey(std::string_view key_name, CommitHook<KeyRecord>* hook) {
+  return SetKeyDisabled(key_name, true, hook);
 }
-Status ServiceAccounts::EnableKey(std::string_view key_name) {
-  return SetKeyDisabled(key_name, false);
+Status ServiceAccounts::EnableKey(std::string_view key_name, CommitHook<KeyRecord>* hook) {
+  return SetKeyDisabled(key_name, false, hook);
 }
 
 // --- settings ----------------------------------------------------------------------------

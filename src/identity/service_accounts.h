@@ -25,6 +25,9 @@
 // (a missing account through the wildcard is kPermissionDenied, GOOGLE.md §3.4 quirk; with a
 // project it is kNotFound). Key names append "/keys/KEY_ID".
 //
+// Every mutation takes an optional CommitHook (commit_hook.h): the API puts its audit entry in
+// the mutation's own transaction through it.
+//
 // Thread-safety: an object may be used from any number of threads (the store serializes).
 #pragma once
 
@@ -37,6 +40,7 @@
 
 #include "common/clock.h"
 #include "common/error.h"
+#include "identity/commit_hook.h"
 #include "identity/directory.h"
 
 namespace moat::store {
@@ -92,7 +96,8 @@ class ServiceAccounts {
   // Google's wording); displayName ≤ 100 bytes, description ≤ 256 bytes. Errors:
   // kAlreadyExists "Service account ID already exists within project projects/P." (Google's).
   Result<ServiceAccountRecord> Create(std::string_view project_id, std::string_view account_id,
-                                      std::string_view display_name, std::string_view description);
+                                      std::string_view display_name, std::string_view description,
+                                      CommitHook<ServiceAccountRecord>* hook = nullptr);
   // A live (not deleted) account. kNotFound / kPermissionDenied (wildcard) when absent.
   Result<ServiceAccountRecord> Get(std::string_view name);
   // Live accounts of a project ordered by email; page_size <= 0 → 20, clamped to 100.
@@ -102,17 +107,21 @@ class ServiceAccounts {
   // update_mask: comma-separated "displayName" / "description" (snake_case accepted);
   // empty or unknown paths are kInvalidArgument.
   Result<ServiceAccountRecord> Patch(std::string_view name, std::string_view display_name,
-                                     std::string_view description, std::string_view update_mask);
-  Status Disable(std::string_view name);  // idempotent
-  Status Enable(std::string_view name);   // idempotent
+                                     std::string_view description, std::string_view update_mask,
+                                     CommitHook<ServiceAccountRecord>* hook = nullptr);
+  Status Disable(std::string_view name,
+                 CommitHook<ServiceAccountRecord>* hook = nullptr);  // idempotent
+  Status Enable(std::string_view name,
+                CommitHook<ServiceAccountRecord>* hook = nullptr);  // idempotent
   // Marks the account deleted and, in the same transaction, rewrites every policy member
   // `serviceAccount:EMAIL` into `deleted:serviceAccount:EMAIL?uid=UNIQUE_ID`.
-  Status Delete(std::string_view name);
+  Status Delete(std::string_view name, CommitHook<ServiceAccountRecord>* hook = nullptr);
   // `name` is "projects/P/serviceAccounts/UNIQUE_ID" (P may be `-`); an email also works
   // while no live account holds it. Restores the account and reverts the policy members.
   // Errors: kNotFound (unknown, or deleted more than 30 days ago), kFailedPrecondition (a
   // live account now holds the email). A live account is returned unchanged.
-  Result<ServiceAccountRecord> Undelete(std::string_view name);
+  Result<ServiceAccountRecord> Undelete(std::string_view name,
+                                        CommitHook<ServiceAccountRecord>* hook = nullptr);
   // Permanently removes accounts deleted at least 30 days before now, their keys and their
   // policy. Returns how many accounts were removed.
   Result<int> PurgeDeleted();
@@ -122,21 +131,25 @@ class ServiceAccounts {
   // TYPE_UNSPECIFIED or TYPE_GOOGLE_CREDENTIALS_FILE (PKCS#12 is kInvalidArgument). Errors:
   // kFailedPrecondition when the account is disabled or already has 10 keys.
   Result<CreatedKey> CreateKey(std::string_view sa_name, std::string_view key_algorithm = "",
-                               std::string_view private_key_type = "");
+                               std::string_view private_key_type = "",
+                               CommitHook<KeyRecord>* hook = nullptr);
   // public_key_data: base64 of a PEM X.509 certificate holding an RSA-2048 key. The key's
   // validity is the certificate's, capped by the maximum key age. Errors: kInvalidArgument
   // (bad base64/certificate/key, expired), kAlreadyExists (same key already registered),
   // kFailedPrecondition (disabled account, 10 keys).
-  Result<KeyRecord> UploadKey(std::string_view sa_name, std::string_view public_key_data);
-  // key_types: empty = all; "USER_MANAGED" / "SYSTEM_MANAGED" (Moat has no system-managed
-  // service-account keys, so those list nothing); KEY_TYPE_UNSPECIFIED or anything else is
-  // kInvalidArgument.
+  Result<KeyRecord> UploadKey(std::string_view sa_name, std::string_view public_key_data,
+                              CommitHook<KeyRecord>* hook = nullptr);
+  // key_types: empty = all; "USER_MANAGED" / "SYSTEM_MANAGED"; KEY_TYPE_UNSPECIFIED or anything
+  // else is kInvalidArgument. Returns the user-managed keys only (none when only SYSTEM_MANAGED
+  // is asked for): system-managed keys are identity::SystemManagedKeys', which the API lists.
   Result<std::vector<KeyRecord>> ListKeys(std::string_view sa_name,
                                           const std::vector<std::string>& key_types = {});
   Result<KeyRecord> GetKey(std::string_view key_name);
-  Status DeleteKey(std::string_view key_name);
-  Status DisableKey(std::string_view key_name);  // idempotent
-  Status EnableKey(std::string_view key_name);   // idempotent
+  Status DeleteKey(std::string_view key_name, CommitHook<KeyRecord>* hook = nullptr);
+  Status DisableKey(std::string_view key_name,
+                    CommitHook<KeyRecord>* hook = nullptr);  // idempotent
+  Status EnableKey(std::string_view key_name,
+                   CommitHook<KeyRecord>* hook = nullptr);  // idempotent
 
   // --- maximum key age (iam.serviceAccountKeyExpiryHours) --------------------------------
   Result<std::optional<int>> GetKeyExpiryHours();
@@ -145,9 +158,10 @@ class ServiceAccounts {
 
  private:
   Result<KeyRecord> StoreNewKey(std::string_view sa_name, const std::string& expected_unique_id,
-                                KeyRecord key, std::string* project_id);
-  Status SetDisabled(std::string_view name, bool disabled);
-  Status SetKeyDisabled(std::string_view key_name, bool disabled);
+                                KeyRecord key, std::string* project_id,
+                                CommitHook<KeyRecord>* hook);
+  Status SetDisabled(std::string_view name, bool disabled, CommitHook<ServiceAccountRecord>* hook);
+  Status SetKeyDisabled(std::string_view key_name, bool disabled, CommitHook<KeyRecord>* hook);
 
   store::Store& store_;
   const Clock& clock_;
