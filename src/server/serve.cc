@@ -288,9 +288,18 @@ int RunServe(const ServeOptions& in) {
     }
     return out;
   };
-  services.extra_metrics = [&gateway, &audit] {
+  services.extra_metrics = [&gateway, &audit, &verifier] {
+    identity::Verifier::Stats vs = verifier.stats();
     return gateway.RenderMetrics() + "# TYPE moat_audit_dropped_total counter\n" +
-           "moat_audit_dropped_total " + std::to_string(audit.dropped()) + "\n";
+           "moat_audit_dropped_total " + std::to_string(audit.dropped()) + "\n" +
+           "# HELP moat_token_cache_lookups_total Token verifications by verifier cache result.\n"
+           "# TYPE moat_token_cache_lookups_total counter\n"
+           "moat_token_cache_lookups_total{result=\"hit\"} " + std::to_string(vs.hits) + "\n" +
+           "moat_token_cache_lookups_total{result=\"miss\"} " + std::to_string(vs.misses) + "\n" +
+           "# TYPE moat_token_cache_entries gauge\n"
+           "moat_token_cache_entries " + std::to_string(vs.cache_size) + "\n" +
+           "# TYPE moat_jwks_fetches_total counter\n"
+           "moat_jwks_fetches_total " + std::to_string(vs.jwks_fetches) + "\n";
   };
   auto api = api::Api::Create(api_config, std::move(services));
   if (!api) return fail(api.error());
