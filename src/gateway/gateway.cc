@@ -4,7 +4,10 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <cerrno>
+#include <charconv>
 #include <unordered_map>
 #include <vector>
 
@@ -135,6 +138,7 @@ class Gateway::Impl {
   std::shared_ptr<RouteTableHolder> routes_;
   std::shared_ptr<Gate> gate_;
   DenialHook hook_;
+  RevisionWaiter waiter_;
   Metrics metrics_;
   std::vector<WorkerState> workers_;
 
@@ -152,6 +156,10 @@ class Gateway::Impl {
                                       http::ResponseHead& resp, bool upstream_reusable);
   asio::awaitable<bool> Tunnel(http::Exchange& ex, LogInfo& li, const ServiceEntry& svc,
                                const GateDecision& d);
+  // X-Moat-Min-Revision: 0 = go on; otherwise the status to answer (400 malformed, 503 not
+  // reached in time).
+  asio::awaitable<int> AwaitMinRevision(http::Exchange& ex, std::string_view value,
+                                        LogInfo& li);
 };
 
 namespace {
@@ -219,9 +227,52 @@ asio::awaitable<bool> Gateway::Impl::Reply(http::Exchange& ex, LogInfo& li, int 
   co_return ok&& keep;
 }
 
+asio::awaitable<int> Gateway::Impl::AwaitMinRevision(http::Exchange& ex, std::string_view value,
+                                                     LogInfo& li) {
+  int64_t revision = 0;
+  auto [end, ec] = std::from_chars(value.data(), value.data() + value.size(), revision);
+  if (value.empty() || ec != std::errc() || end != value.data() + value.size() || revision < 0) {
+    li.reason = "malformed X-Moat-Min-Revision";
+    co_return 400;
+  }
+  if (!waiter_.reached || !waiter_.notify) {
+    li.reason = "X-Moat-Min-Revision cannot be honoured: no revision source";
+    co_return 503;
+  }
+  if (waiter_.reached(revision)) co_return 0;
+  // Wait on a timer that the waiter's callback cancels (posted to this connection's
+  // executor, so the state is only touched on this thread).
+  struct Wait {
+    explicit Wait(const asio::any_io_executor& e) : timer(e) {}
+    asio::steady_timer timer;
+    int result = -1;  // -1 pending, 0 refused, 1 reached
+  };
+  auto w = std::make_shared<Wait>(ex.conn.stream.get_executor());
+  w->timer.expires_after(waiter_.max_wait);
+  waiter_.notify(revision, [w](bool ok) {
+    asio::post(w->timer.get_executor(), [w, ok] {
+      if (w->result != -1) return;
+      w->result = ok ? 1 : 0;
+      w->timer.cancel();
+    });
+  });
+  co_await w->timer.async_wait(use_nothrow);
+  if (w->result == 1) co_return 0;
+  if (w->result == -1) w->result = 0;  // a late callback finds it settled
+  li.reason = "X-Moat-Min-Revision " + std::to_string(revision) + " not enforced within " +
+              std::to_string(waiter_.max_wait.count()) + " ms";
+  co_return 503;
+}
+
 asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   WorkerState& ws = workers_[ex.worker];
   LogInfo li;
+  if (const std::string* min_rev = ex.head.headers.Find("x-moat-min-revision")) {
+    int status = co_await AwaitMinRevision(ex, *min_rev, li);
+    if (status != 0) {
+      co_return co_await Reply(ex, li, status, ErrorPage(status), status != 400);
+    }
+  }
   uint64_t v = routes_->version();
   if (v != ws.routes_version) {
     ws.routes = routes_->Get();
@@ -681,6 +732,7 @@ Gateway::Gateway(GatewayOptions options, std::shared_ptr<RouteTableHolder> route
     : impl_(std::make_shared<Impl>(std::move(options), std::move(routes), std::move(gate))) {}
 Gateway::~Gateway() = default;
 void Gateway::SetDenialHook(DenialHook hook) { impl_->hook_ = std::move(hook); }
+void Gateway::SetRevisionWaiter(RevisionWaiter waiter) { impl_->waiter_ = std::move(waiter); }
 std::shared_ptr<http::Handler> Gateway::handler() {
   return std::make_shared<GatewayHandler>(impl_);
 }

@@ -23,6 +23,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -45,6 +46,18 @@ struct GatewayOptions {
   bool strip_google_headers = true;           // drop client-sent X-Google-* (GOOGLE.md §11.3)
 };
 
+// Read-your-writes for the data plane: a request carrying `X-Moat-Min-Revision: N` is decided
+// only once the gateway enforces store revision N or later (policies, directory and routes).
+// `reached(n)` answers at once (hot path); `notify(n, done)` calls `done(true)` once revision n
+// is enforced, or `done(false)` when it refuses to wait (shutting down, too many waiters) —
+// exactly once, from any thread, possibly before it returns. The gateway bounds the wait by
+// `max_wait` and answers 503 when it runs out.
+struct RevisionWaiter {
+  std::function<bool(int64_t revision)> reached;
+  std::function<void(int64_t revision, std::function<void(bool)> done)> notify;
+  std::chrono::milliseconds max_wait{10'000};
+};
+
 class Gateway {
  public:
   Gateway(GatewayOptions options, std::shared_ptr<RouteTableHolder> routes,
@@ -52,6 +65,8 @@ class Gateway {
   ~Gateway();
 
   void SetDenialHook(DenialHook hook);
+  // Without a waiter, X-Moat-Min-Revision is refused with 503 (it cannot be honoured).
+  void SetRevisionWaiter(RevisionWaiter waiter);
   // The Server handler; may be used by one Server.
   std::shared_ptr<http::Handler> handler();
   std::string RenderMetrics() const;

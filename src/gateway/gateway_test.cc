@@ -648,3 +648,107 @@ TEST(GatewayRouteTable, NormalizesHosts) {
 
 }  // namespace
 }  // namespace moat::gateway
+
+namespace moat::gateway {
+namespace {
+
+// A revision source the test advances by hand.
+struct FakeRevisions {
+  std::mutex mu;
+  std::condition_variable cv;
+  int64_t at = 5;
+  std::vector<std::pair<int64_t, std::function<void(bool)>>> waiting;
+  RevisionWaiter Waiter(std::chrono::milliseconds max_wait) {
+    RevisionWaiter w;
+    w.max_wait = max_wait;
+    w.reached = [this](int64_t r) {
+      std::lock_guard lock(mu);
+      return at >= r;
+    };
+    w.notify = [this](int64_t r, std::function<void(bool)> done) {
+      std::unique_lock lock(mu);
+      if (at >= r) {
+        lock.unlock();
+        done(true);
+        return;
+      }
+      waiting.emplace_back(r, std::move(done));
+      cv.notify_all();
+    };
+    return w;
+  }
+  size_t Waiting() {
+    std::lock_guard lock(mu);
+    return waiting.size();
+  }
+  bool WaitForWaiter() {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(10), [&] { return !waiting.empty(); });
+  }
+  void Advance(int64_t to) {
+    std::vector<std::function<void(bool)>> ready;
+    {
+      std::lock_guard lock(mu);
+      at = to;
+      for (auto it = waiting.begin(); it != waiting.end();) {
+        if (it->first <= at) {
+          ready.push_back(std::move(it->second));
+          it = waiting.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& d : ready) d(true);  // from this (foreign) thread, as the reconciler does
+  }
+};
+
+TEST_F(GatewayTest, MinRevisionWaitsForTheRevisionThenDecides) {
+  FakeRevisions revs;
+  gateway_->SetRevisionWaiter(revs.Waiter(std::chrono::seconds(20)));
+  std::string auth = std::string("Authorization: Bearer ") + kGood + "\r\n";
+  RawClient c(port());
+  // Already enforced: no wait.
+  auto now = Send(c, Get("/echo", auth + "X-Moat-Min-Revision: 5\r\n"));
+  ASSERT_TRUE(now);
+  EXPECT_EQ(now->head.status, 200);
+  // Not yet: the request waits (nothing reaches the upstream) until the revision arrives.
+  size_t before = upstream_.seen().size();
+  RawClient c2(port());
+  c2.Send(Get("/echo", auth + "X-Moat-Min-Revision: 7\r\n"));
+  ASSERT_TRUE(revs.WaitForWaiter());
+  ASSERT_EQ(revs.Waiting(), 1u);
+  EXPECT_EQ(upstream_.seen().size(), before);
+  revs.Advance(7);
+  auto later = c2.Read("GET");
+  ASSERT_TRUE(later);
+  EXPECT_EQ(later->head.status, 200);
+  ASSERT_TRUE(upstream_.WaitSeen(before + 1));
+  // The header never reaches the upstream.
+  for (const auto& s : upstream_.seen()) {
+    EXPECT_EQ(s.head.find("X-Moat-Min-Revision"), std::string::npos) << s.head;
+  }
+}
+
+TEST_F(GatewayTest, MinRevisionNotReachedIs503AndMalformedIs400) {
+  FakeRevisions revs;
+  gateway_->SetRevisionWaiter(revs.Waiter(std::chrono::milliseconds(200)));
+  std::string auth = std::string("Authorization: Bearer ") + kGood + "\r\n";
+  size_t before = upstream_.seen().size();
+  RawClient c(port());
+  auto late = Send(c, Get("/echo", auth + "X-Moat-Min-Revision: 99\r\n"));
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->head.status, 503);
+  for (std::string bad : {"soon", "-1", "", "1x", "99999999999999999999"}) {
+    RawClient b(port());
+    auto r = Send(b, Get("/echo", auth + "X-Moat-Min-Revision: " + bad + "\r\n"));
+    ASSERT_TRUE(r) << bad;
+    EXPECT_EQ(r->head.status, 400) << bad;
+  }
+  EXPECT_EQ(upstream_.seen().size(), before);
+  // A late release after the 503 is harmless.
+  revs.Advance(100);
+}
+
+}  // namespace
+}  // namespace moat::gateway

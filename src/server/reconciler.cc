@@ -19,12 +19,34 @@ Reconciler::Reconciler(runtime::Supervisor& supervisor, MetadataServers& metadat
 Reconciler::~Reconciler() { Stop(); }
 
 void Reconciler::Stop() {
+  std::multimap<int64_t, std::function<void(bool)>> waiters;
   {
     std::lock_guard lock(mu_);
     stop_ = true;
+    waiters.swap(waiters_);
     cv_.notify_all();
   }
+  for (auto& [rev, done] : waiters) done(false);
   if (thread_.joinable()) thread_.join();
+}
+
+void Reconciler::AdvanceLocked(int64_t revision, std::vector<std::function<void(bool)>>* ready) {
+  done_revision_ = std::max(done_revision_, revision);
+  done_atomic_.store(done_revision_, std::memory_order_release);
+  auto end = waiters_.upper_bound(done_revision_);
+  for (auto it = waiters_.begin(); it != end; ++it) ready->push_back(std::move(it->second));
+  waiters_.erase(waiters_.begin(), end);
+}
+
+void Reconciler::NotifyReconciled(int64_t revision, std::function<void(bool)> done) {
+  {
+    std::lock_guard lock(mu_);
+    if (!stop_ && done_revision_ < revision && waiters_.size() < kMaxWaiters) {
+      waiters_.emplace(revision, std::move(done));
+      return;
+    }
+  }
+  done(Reconciled(revision));
 }
 
 void Reconciler::Apply(std::shared_ptr<const state::View> view) {
@@ -32,15 +54,18 @@ void Reconciler::Apply(std::shared_ptr<const state::View> view) {
   for (auto c : view->changed) {
     if (c == store::Collection::kServices || c == store::Collection::kProjects) relevant = true;
   }
-  std::lock_guard lock(mu_);
-  if (!relevant) {
-    // Nothing for us; still counts as reconciled once earlier work is done.
-    if (!pending_ && done_revision_ >= 0) done_revision_ = std::max(done_revision_, view->revision);
+  std::vector<std::function<void(bool)>> ready;
+  {
+    std::lock_guard lock(mu_);
+    if (relevant) {
+      pending_ = std::move(view);
+    } else if (!pending_ && done_revision_ >= 0) {
+      // Nothing for us; still counts as reconciled once earlier work is done.
+      AdvanceLocked(view->revision, &ready);
+    }
     cv_.notify_all();
-    return;
   }
-  pending_ = std::move(view);
-  cv_.notify_all();
+  for (auto& done : ready) done(true);
 }
 
 bool Reconciler::WaitReconciled(int64_t revision, std::chrono::milliseconds timeout) {
@@ -60,9 +85,13 @@ void Reconciler::Run() {
       pending_.reset();
     }
     Reconcile(*view);
-    std::lock_guard lock(mu_);
-    done_revision_ = std::max(done_revision_, view->revision);
-    cv_.notify_all();
+    std::vector<std::function<void(bool)>> ready;
+    {
+      std::lock_guard lock(mu_);
+      AdvanceLocked(view->revision, &ready);
+      cv_.notify_all();
+    }
+    for (auto& done : ready) done(true);
   }
 }
 

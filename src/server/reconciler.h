@@ -9,12 +9,15 @@
 // Thread-safety: Apply from any thread (it only hands the View over).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "gateway/route_table.h"
 #include "runtime/supervisor.h"
@@ -31,11 +34,23 @@ class Reconciler {
   void Apply(std::shared_ptr<const state::View> view);
   // Waits until the View of `revision` (or later) has been reconciled; false on timeout.
   bool WaitReconciled(int64_t revision, std::chrono::milliseconds timeout);
+  // Non-blocking forms for the gateway's X-Moat-Min-Revision (gateway::RevisionWaiter). A
+  // reconciled revision implies the live state (policies, directory) is at least there too:
+  // the reconciler only sees Views the live state has already published.
+  bool Reconciled(int64_t revision) const {
+    return done_atomic_.load(std::memory_order_acquire) >= revision;
+  }
+  // Calls done(true) once `revision` is reconciled, done(false) on Stop or when too many
+  // requests already wait (kMaxWaiters). Exactly once; possibly on the calling thread.
+  void NotifyReconciled(int64_t revision, std::function<void(bool)> done);
+  static constexpr size_t kMaxWaiters = 10'000;
   void Stop();
 
  private:
   void Run();
   void Reconcile(const state::View& view);
+  // Sets done_revision_ (mu_ held) and moves the waiters it satisfies into `ready`.
+  void AdvanceLocked(int64_t revision, std::vector<std::function<void(bool)>>* ready);
 
   runtime::Supervisor& supervisor_;
   MetadataServers& metadata_;
@@ -45,6 +60,8 @@ class Reconciler {
   std::condition_variable cv_;
   std::shared_ptr<const state::View> pending_;
   int64_t done_revision_ = -1;
+  std::atomic<int64_t> done_atomic_{-1};
+  std::multimap<int64_t, std::function<void(bool)>> waiters_;  // guarded by mu_
   bool stop_ = false;
   // Command services the supervisor runs: name → generation started.
   std::map<std::string, int64_t> running_;  // reconciler thread only

@@ -245,6 +245,12 @@ int RunServe(const ServeOptions& in) {
   runtime::Supervisor supervisor(rt_options);
   MetadataServers metadata(issuer, live, clock);
   Reconciler reconciler(supervisor, metadata, *routes, opt.gateway_url);
+  gateway::RevisionWaiter waiter;
+  waiter.reached = [&reconciler](int64_t revision) { return reconciler.Reconciled(revision); };
+  waiter.notify = [&reconciler](int64_t revision, std::function<void(bool)> done) {
+    reconciler.NotifyReconciled(revision, std::move(done));
+  };
+  gateway.SetRevisionWaiter(std::move(waiter));
   live.AddListener([&](const std::shared_ptr<const state::View>& v) {
     for (auto c : v->changed) {
       if (c == store::Collection::kSigningKeys) {
@@ -363,6 +369,7 @@ int RunServe(const ServeOptions& in) {
     tick_cv.notify_all();
   }
   ticker.join();
+  reconciler.Stop();  // answers requests waiting on X-Moat-Min-Revision while the gateway runs
   gw_server.Stop();
   api_server.Stop();
   live.Stop();

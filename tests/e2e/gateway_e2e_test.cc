@@ -591,8 +591,7 @@ TEST_F(GatewayE2E, FarFutureConditionTimestampMatchesOrIsRefused) {
 
 // --- 11. a policy change is enforced on the next request --------------------------------------
 
-// DISABLED until the gateway honours X-Moat-Min-Revision (it does not wait yet; see docs/api.md).
-TEST_F(GatewayE2E, DISABLED_PolicyChangeEnforcedOnNextRequest) {
+TEST_F(GatewayE2E, PolicyChangeEnforcedOnNextRequest) {
   FakeUpstream up;
   Service svc = NewService("hello", up);
   Caller c = NewCaller("caller");
@@ -635,8 +634,7 @@ TEST_F(GatewayE2E, PolicyChangeEnforcedOnceTheRevisionIsLive) {
 
 // X-Moat-Min-Revision is honoured by the gateway: a revision that will not exist within the
 // wait answers 503 instead of deciding on an older policy.
-// DISABLED until the gateway honours X-Moat-Min-Revision.
-TEST_F(GatewayE2E, DISABLED_GatewayHonoursMinRevision) {
+TEST_F(GatewayE2E, GatewayHonoursMinRevision) {
   FakeUpstream up;
   Service svc = NewService("hello", up);
   int64_t rev = Grant(svc.path, "allUsers", "roles/run.invoker");
@@ -860,8 +858,7 @@ TEST_F(GatewayE2E, DeniedRequestCanBeExplained) {
 
 // --- 18. disabling the account --------------------------------------------------------------
 
-// DISABLED until the gateway honours X-Moat-Min-Revision (this test syncs through it).
-TEST_F(GatewayE2E, DISABLED_DisabledAccountRefusedOnNextRequest) {
+TEST_F(GatewayE2E, DisabledAccountRefusedOnNextRequest) {
   FakeUpstream up;
   Service svc = NewService("hello", up);
   Caller c = NewCaller("caller");
