@@ -34,7 +34,9 @@ test-asan:
 	@$(MAKE) test BUILD=build-asan BUILD_TYPE=RelWithDebInfo CMAKE_FLAGS=-DMOAT_SANITIZE=ON
 
 bench: build
+	@scripts/install-deps.sh bench
 	@scripts/bench.sh $(BUILD)
+	@scripts/bench-gateway.sh $(BUILD)/moat
 
 format:
 	@clang-format -i $$(git ls-files 'src/*.cc' 'src/*.h' 'tests/*.cc' 'bench/*.cc')

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Moat needs, only those that are missing.
-# Usage: scripts/install-deps.sh [build|test]
-#   build: what compiling and serving needs; test: that plus what the test suite uses.
+# Usage: scripts/install-deps.sh [build|test|bench]
+#   build: what compiling and serving needs; test: that plus what the test suite uses;
+#   bench: that plus wrk and nginx for scripts/bench-gateway.sh.
 set -euo pipefail
 mode=${1:-build}
 
@@ -14,6 +15,11 @@ if [ "$mode" = test ]; then
   # Node.js runs the Google client-library compatibility tests; keep a Node that is already there.
   command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
   command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+fi
+if [ "$mode" = bench ]; then
+  pkgs+=(python3 curl wrk util-linux)
+  # Any nginx flavour has proxy_pass and auth_request; keep one that is already there.
+  command -v nginx >/dev/null 2>&1 || pkgs+=(nginx-light)
 fi
 
 missing=()

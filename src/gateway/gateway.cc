@@ -147,7 +147,7 @@ class Gateway::Impl {
                               bool keep, bool www_authenticate = false);
   void AccessLog(const http::Exchange& ex, const LogInfo& li);
   std::string UpstreamHead(const http::Exchange& ex, const GateDecision& d, bool websocket);
-  std::unique_ptr<Conn> Acquire(WorkerState& ws, const ServiceEntry& svc);
+  std::unique_ptr<Conn> Acquire(WorkerState& ws, const ServiceEntry& svc, bool probe);
   void Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Conn> c);
   asio::awaitable<bool> Forward(http::Exchange& ex, LogInfo& li, const ServiceEntry& svc,
                                 const GateDecision& d);
@@ -403,7 +403,8 @@ std::string Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDeci
   return out;
 }
 
-std::unique_ptr<Conn> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc) {
+std::unique_ptr<Conn> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc,
+                                             bool probe) {
   ws.key.assign(svc.upstream_host);
   ws.key.push_back(':');
   ws.key.append(std::to_string(svc.upstream_port));
@@ -412,7 +413,11 @@ std::unique_ptr<Conn> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry
   while (!it->second.empty()) {
     std::unique_ptr<Conn> c = std::move(it->second.back());
     it->second.pop_back();
-    if (StillUsable(*c)) return c;
+    // Probing costs a syscall per request; without a request body the caller retries on a
+    // fresh connection when a pooled one turns out closed, so only bodies need the probe.
+    if (c->buffer.size() == 0 && c->stream.socket().is_open() && (!probe || StillUsable(*c))) {
+      return c;
+    }
     c->Close();
   }
   return nullptr;
@@ -444,7 +449,7 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
   http::ResponseHead resp;
   Clock::time_point sent_at;
   for (int attempt = 0;; ++attempt) {
-    up = attempt == 0 ? Acquire(ws, svc) : nullptr;
+    up = attempt == 0 ? Acquire(ws, svc, has_body) : nullptr;
     bool reused = up != nullptr;
     if (!up) {
       up = std::make_unique<Conn>(beast::tcp_stream(ex.conn.stream.get_executor()));

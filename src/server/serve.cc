@@ -53,7 +53,9 @@ const char kServeHelp[] =
     "  --api-url URL         public base URL of the API (default http://API-ADDR)\n"
     "  --issuer URL          OIDC issuer of minted tokens (default: the API URL)\n"
     "  --audit-allowed       also write an audit entry for every allowed gateway request\n"
-    "  --threads N           worker threads per listener (default: all cores)\n";
+    "  --threads N           worker threads per listener (default: all cores)\n"
+    "  --no-access-log       no JSON access-log line per gateway request (denials are still\n"
+    "                        audited)\n";
 
 namespace {
 
@@ -147,6 +149,8 @@ Result<ServeOptions> ParseServeFlags(const std::vector<std::string>& args) {
       MOAT_CHECK_OK(take(&o.issuer));
     } else if (a == "--audit-allowed") {
       o.audit_allowed_requests = true;
+    } else if (a == "--no-access-log") {
+      o.access_log = false;
     } else if (a == "--threads") {
       std::string v;
       MOAT_CHECK_OK(take(&v));
@@ -234,6 +238,7 @@ int RunServe(const ServeOptions& in) {
   auto routes = std::make_shared<gateway::RouteTableHolder>();
   auto gate = std::make_shared<IamGate>(live, verifier, clock);
   gateway::GatewayOptions gw_options;
+  gw_options.access_log = opt.access_log;
   gateway::Gateway gateway(gw_options, routes, gate);
   AuditSink audit(**store, opt.audit_allowed_requests);
   gateway.SetDenialHook([&audit](const gateway::GateRequest& r, const gateway::GateDecision& d) {

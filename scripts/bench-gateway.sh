@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Gateway benchmark: Moat (IAM enforced, valid cached token) against nginx in front of the same
+# upstream, in the same run, on the same cores.
+#
+#   scripts/bench-gateway.sh [MOAT_BINARY]      (default build/moat; needs wrk and nginx)
+#
+# Setup, all on 127.0.0.1 with free ports:
+#   upstream          nginx, 1 worker, `return 200` with a small body            (CPU 1)
+#   nginx-proxy       nginx proxy_pass to the upstream, keep-alive pool, 1 worker (CPU 0)
+#   nginx-authreq     nginx auth_request: every request first asks an external verifier, here
+#                     Moat's gateway (a private service answering 204), then proxy_passes (CPU 0)
+#   moat              moat serve --threads 1, a private service fronting the upstream   (CPU 0)
+#   wrk               1 thread, C connections, D seconds per run                       (CPU 1)
+# The proxies under test share CPU 0, one at a time; wrk and the upstream share CPU 1. Runs
+# are interleaved for ROUNDS rounds and the median is reported, with access logs on (to a
+# file, for both) and off. Then memory per idle keep-alive connection: N connections, each
+# after one request, RSS delta of the proxy process.
+#
+# Environment: ROUNDS (3), DURATION (5s), CONNS (64), IDLE_CONNS (5000).
+set -euo pipefail
+moat=$(realpath "${1:-build/moat}")
+rounds=${ROUNDS:-3}
+duration=${DURATION:-5s}
+conns=${CONNS:-64}
+idle_conns=${IDLE_CONNS:-5000}
+for tool in wrk nginx python3 taskset; do
+  command -v "$tool" >/dev/null || { echo "bench-gateway: $tool is missing (make bench installs it)" >&2; exit 1; }
+done
+[ -x "$moat" ] || { echo "bench-gateway: no moat binary at $moat (run make build)" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/moat-bench.XXXXXX)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for f in "$work"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up_port=$(free_port); px_port=$(free_port); ar_port=$(free_port)
+gw_port=$(free_port); api_port=$(free_port)
+
+# --- Moat ---------------------------------------------------------------------------------
+start_moat() {  # $1: extra flags
+  taskset -c 0 "$moat" serve --home "$work/home" --gateway-addr "127.0.0.1:$gw_port" \
+    --api-addr "127.0.0.1:$api_port" --threads 1 $1 >"$work/moat.out" 2>"$work/moat.log" &
+  moat_pid=$!
+  pids+=("$moat_pid")
+  for _ in $(seq 1 200); do
+    grep -q '"gateway"' "$work/moat.out" 2>/dev/null && return 0
+    kill -0 "$moat_pid" 2>/dev/null || { cat "$work/moat.log" >&2; exit 1; }
+    python3 -c 'import time; time.sleep(0.05)'
+  done
+  echo "bench-gateway: moat did not start" >&2; exit 1
+}
+stop_moat() { kill "$moat_pid"; wait "$moat_pid" 2>/dev/null || true; }
+
+# --- nginx --------------------------------------------------------------------------------
+nginx_conf() {  # $1 name, $2 access log (on|off), $3 server block
+  local log="access_log off;"
+  [ "$2" = on ] && log="access_log $work/$1.access.log;"
+  cat >"$work/$1.conf" <<EOF
+worker_processes 1;
+pid $work/$1.pid;
+error_log $work/$1.error.log;
+events { worker_connections 65536; }
+http {
+  $log
+  client_body_temp_path $work/$1.body; proxy_temp_path $work/$1.proxy;
+  fastcgi_temp_path $work/$1.fcgi; uwsgi_temp_path $work/$1.uwsgi; scgi_temp_path $work/$1.scgi;
+  keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$up_port; keepalive 256; }
+  upstream moat { server 127.0.0.1:$gw_port; keepalive 256; }
+  $3
+}
+EOF
+}
+start_nginx() {  # $1 name, $2 cpu
+  taskset -c "$2" nginx -c "$work/$1.conf" -p "$work"
+  for _ in $(seq 1 100); do [ -s "$work/$1.pid" ] && break; python3 -c 'import time; time.sleep(0.02)'; done
+}
+stop_nginx() { nginx -c "$work/$1.conf" -p "$work" -s stop 2>/dev/null || true; rm -f "$work/$1.pid"; }
+worker_pid() { pgrep -P "$(cat "$work/$1.pid")" | head -1; }
+
+nginx_conf upstream off "server { listen 127.0.0.1:$up_port; location / { return 200 \"hello from upstream\\n\"; } location = /authz { return 204; } }"
+start_nginx upstream 1
+
+start_moat ""
+export MOAT_HOME="$work/home" MOAT_API_ENDPOINT="http://127.0.0.1:$api_port" MOAT_CONFIG="$work/cli"
+"$moat" run deploy bench --upstream "http://127.0.0.1:$up_port" --region us-central1 \
+  --project bench --no-allow-unauthenticated --quiet >/dev/null
+url=$("$moat" run services describe bench --region us-central1 --project bench --format='value(uri)')
+host=${url#http://}; host=${host%:*}
+token=$("$moat" auth print-identity-token --audiences="$url")
+
+proxy_block() {
+  echo "server { listen 127.0.0.1:$px_port; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+}
+
+run_wrk() {  # $1 url, $2.. extra wrk args → "rps p50_ms p99_ms"
+  local url=$1; shift
+  taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url" | awk '
+    function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+    /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2}
+    /Non-2xx/ {bad=$NF} END {printf "%s %.2f %.2f %s\n", rps, p50, p99, bad+0}'
+}
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+declare -A results
+bench_round() {  # $1 label suffix (logs on|off)
+  local logs=$1
+  stop_nginx proxy; nginx_conf proxy "$logs" "$(proxy_block)"; start_nginx proxy 0
+  stop_nginx authreq; nginx_conf authreq "$logs" "$(authreq_block)"; start_nginx authreq 0
+  for r in $(seq 1 "$rounds"); do
+    results[direct,$logs]+="$(run_wrk "http://127.0.0.1:$up_port/")"$'\n'
+    results[nginx_proxy_pass,$logs]+="$(run_wrk "http://127.0.0.1:$px_port/")"$'\n'
+    results[nginx_auth_request,$logs]+="$(run_wrk "http://127.0.0.1:$ar_port/" -H "Authorization: Bearer $token")"$'\n'
+    results[moat,$logs]+="$(run_wrk "http://127.0.0.1:$gw_port/" -H "Host: $host" -H "Authorization: Bearer $token")"$'\n'
+  done
+}
+
+# The auth_request target: Moat verifying the same token for a private service whose upstream
+# answers 204 (same audience as the proxied service, so the token is valid for both).
+"$moat" run deploy authz --upstream "http://127.0.0.1:$up_port" --region us-central1 \
+  --project bench --no-allow-unauthenticated --add-custom-audiences="$url" --quiet >/dev/null
+authz_url=$("$moat" run services describe authz --region us-central1 --project bench --format='value(uri)')
+authz_host=${authz_url#http://}; authz_host=${authz_host%:*}
+host_for_auth=$authz_host
+authreq_block() {
+  echo "server { listen 127.0.0.1:$ar_port;
+    location / { auth_request /_auth; proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
+    location = /_auth { internal; proxy_pass http://moat/authz; proxy_http_version 1.1;
+      proxy_set_header Connection \"\"; proxy_set_header Host $host_for_auth;
+      proxy_pass_request_body off; proxy_set_header Content-Length \"\"; } }"
+}
+# Sanity: every setup answers 200 before measuring.
+nginx_conf proxy off "$(proxy_block)"; start_nginx proxy 0
+nginx_conf authreq off "$(authreq_block)"; start_nginx authreq 0
+check() { local code; code=$(curl -s -o /dev/null -w '%{http_code}' "$@"); [ "$code" = 200 ] || { echo "bench-gateway: $* answered $code" >&2; exit 1; }; }
+check "http://127.0.0.1:$px_port/"
+check -H "Authorization: Bearer $token" "http://127.0.0.1:$ar_port/"
+check -H "Host: $host" -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ar_port/")" = 403 ] || { echo "bench-gateway: auth_request without a token was not refused" >&2; exit 1; }
+
+bench_round on
+stop_moat; start_moat "--no-access-log"
+bench_round off
+
+report() {
+  printf '\n%-20s %-5s %10s %9s %9s %8s %8s\n' setup logs req/s p50_ms p99_ms "vs_pp" "non2xx"
+  for logs in on off; do
+    local pp; pp=$(printf '%s' "${results[nginx_proxy_pass,$logs]}" | awk 'NF{print $1}' | median)
+    for s in direct nginx_proxy_pass nginx_auth_request moat; do
+      local data=${results[$s,$logs]}
+      local rps p50 p99 bad
+      rps=$(printf '%s' "$data" | awk 'NF{print $1}' | median)
+      p50=$(printf '%s' "$data" | awk 'NF{print $2}' | median)
+      p99=$(printf '%s' "$data" | awk 'NF{print $3}' | median)
+      bad=$(printf '%s' "$data" | awk 'NF{s+=$4} END{print s+0}')
+      printf '%-20s %-5s %10.0f %9.2f %9.2f %8.2f %8s\n' "$s" "$logs" "$rps" "$p50" "$p99" \
+        "$(awk -v a="$rps" -v b="$pp" 'BEGIN{print a/b}')" "$bad"
+    done
+  done
+}
+report
+
+# --- memory per idle keep-alive connection -------------------------------------------------
+idle_rss() {  # $1 pid, $2 port, $3 host header, $4 auth → KiB per connection
+  python3 - "$1" "$2" "$3" "$4" "$idle_conns" <<'EOF'
+import socket, sys
+pid, port, host, auth, n = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"): return int(line.split()[1])
+req = f"GET / HTTP/1.1\r\nHost: {host}\r\n" + (f"Authorization: Bearer {auth}\r\n" if auth else "") + "\r\n"
+warm = []
+for _ in range(50):  # warm caches and pools first
+    s = socket.create_connection(("127.0.0.1", port)); s.sendall(req.encode()); s.recv(65536); warm.append(s)
+before = rss()
+socks = []
+for _ in range(n):
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(req.encode())
+    data = b""
+    while b"hello from upstream" not in data:
+        chunk = s.recv(65536)
+        if not chunk: raise SystemExit("connection closed early")
+        data += chunk
+    socks.append(s)
+after = rss()
+print(f"{(after - before) / n:.2f} {before} {after}")
+EOF
+}
+echo
+echo "memory per idle keep-alive connection ($idle_conns connections, each after one request):"
+m=$(idle_rss "$moat_pid" "$gw_port" "$host" "$token")
+echo "  moat gateway       $(echo "$m" | awk '{printf "%.2f KiB/conn (RSS %d → %d KiB)", $1, $2, $3}')"
+n=$(idle_rss "$(worker_pid proxy)" "$px_port" "localhost" "")
+echo "  nginx proxy_pass   $(echo "$n" | awk '{printf "%.2f KiB/conn (RSS %d → %d KiB)", $1, $2, $3}')"
