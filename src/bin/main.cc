@@ -30,5 +30,7 @@ int main(int argc, char** argv) {
   auto signer = moat::cli::MakeCryptoSigner();
   env.transport = transport.get();
   env.signer = signer.get();
+  auto proxy = moat::cli::MakeHttpProxyRunner();
+  env.proxy = proxy.get();
   return moat::cli::Main(argc, argv, env);
 }

@@ -3,6 +3,7 @@
 
 #include "cli/context.h"
 #include "common/json.h"
+#include "common/time.h"
 
 namespace moat::cli {
 namespace {
@@ -173,6 +174,67 @@ IamTarget ProjectTarget(Context& ctx) {
   return IamTarget{"project", p, "/v1/projects/" + Escape(p), IamTarget::Get::kPostBody};
 }
 
+
+// `moat logging explain REQUEST_ID`: the gateway's recorded decision for one request — which
+// token check failed, or which permission was missing and the bindings that came closest.
+Status LoggingExplain(Context& ctx) {
+  std::string id = ctx.Arg("REQUEST_ID");
+  if (id.empty()) return ctx.UsageError("pass the REQUEST_ID (the X-Request-Id the caller got)");
+  MOAT_TRY(js::value r, ctx.Call("GET", "/moat/v1/requests/" + Escape(id) + ":explain"));
+  return ctx.Print(r);
+}
+
+// `moat logging read`: audit log entries, newest first.
+Status LoggingRead(Context& ctx) {
+  std::string q = "?pageSize=" + ctx.Flag("limit").value_or("50");
+  auto add = [&q](std::string_view key, const std::optional<std::string>& v) {
+    if (v && !v->empty()) q += "&" + std::string(key) + "=" + Escape(*v);
+  };
+  add("resource", ctx.Flag("resource"));
+  add("principal", ctx.Flag("principal"));
+  if (auto k = ctx.Flag("kind")) {
+    std::string kind = *k;
+    std::transform(kind.begin(), kind.end(), kind.begin(), [](unsigned char c) {
+      return c == '-' ? '_' : static_cast<char>(std::toupper(c));
+    });
+    if (kind != "ADMIN_ACTIVITY" && kind != "DATA_ACCESS") {
+      return ctx.UsageError("flag `--kind` must be admin-activity or data-access, not `" + *k +
+                            "`");
+    }
+    add("kind", kind);
+  }
+  if (auto f = ctx.Flag("freshness")) {
+    // gcloud's --freshness form: an integer with s, m, h or d.
+    std::optional<std::chrono::nanoseconds> d;
+    if (f->size() > 1 && f->size() < 8 && f->find_first_not_of("0123456789") == f->size() - 1) {
+      int64_t n = std::stoll(f->substr(0, f->size() - 1));
+      switch (f->back()) {
+        case 's': d = std::chrono::seconds(n); break;
+        case 'm': d = std::chrono::minutes(n); break;
+        case 'h': d = std::chrono::hours(n); break;
+        case 'd': d = std::chrono::hours(24 * n); break;
+        default: break;
+      }
+    }
+    if (!d || d->count() <= 0) {
+      return ctx.UsageError("flag `--freshness` must be a duration such as 30m, 1h or 7d, not `" +
+                            *f + "`");
+    }
+    int64_t start = ctx.NowUnix() -
+                    std::chrono::duration_cast<std::chrono::seconds>(*d).count();
+    add("startTime", FormatRfc3339(std::chrono::system_clock::time_point(
+                         std::chrono::seconds(start))));
+  }
+  MOAT_TRY(js::value r, ctx.Call("GET", "/moat/v1/auditLogs" + q));
+  js::array entries;
+  if (r.is_object()) {
+    if (const auto* e = r.as_object().if_contains("entries"); e && e->is_array()) {
+      entries = e->as_array();
+    }
+  }
+  return ctx.Print(js::value(std::move(entries)));
+}
+
 }  // namespace
 
 void AddCoreCommands(CommandTree& tree) {
@@ -181,6 +243,38 @@ void AddCoreCommands(CommandTree& tree) {
                  "Properties live in $MOAT_CONFIG/config (default ~/.config/moat/config). "
                  "$MOAT_API_ENDPOINT overrides api_endpoint."});
   tree.AddGroup({"projects", "manage project-level IAM policies", ""});
+  tree.AddGroup({"logging", "read Moat's audit log and explain gateway decisions", ""});
+  tree.Add({"logging explain",
+            "explain why the gateway allowed or refused one request",
+            "Looks up the gateway's decision for REQUEST_ID (the X-Request-Id header of the "
+            "response the caller got) in the audit log: which token check failed, or which "
+            "permission was missing and which bindings came closest. Denials are always "
+            "recorded; allowed requests only when the server runs with --audit-allowed. Needs "
+            "moat.auditLogs.list on the service's project.",
+            {{"REQUEST_ID", "The X-Request-Id of the gateway's response."}},
+            {},
+            "yaml",
+            false,
+            "moat logging explain 3f2a9c0d1e4b5a67",
+            false,
+            LoggingExplain});
+  tree.Add({"logging read",
+            "list audit log entries, newest first",
+            "Admin activity (every change, with who and what) and data access (gateway "
+            "decisions). Needs moat.auditLogs.list on the project (or the root).",
+            {},
+            {{"resource", FlagKind::kString, "Only entries about this resource name.", "NAME"},
+             {"principal", FlagKind::kString, "Only entries by this principal, e.g. "
+              "serviceAccount:sa@p.iam.gserviceaccount.com.", "PRINCIPAL"},
+             {"kind", FlagKind::kString, "admin-activity or data-access.", "KIND"},
+             {"freshness", FlagKind::kString, "Only entries newer than this, e.g. 1h or 7d.",
+              "DURATION"},
+             {"limit", FlagKind::kInt, "At most this many entries; default 50.", "N"}},
+            "table(time,kind,principal,method,resource,status)",
+            true,
+            "moat logging read --kind=data-access --freshness=1h",
+            false,
+            LoggingRead});
 
   tree.Add({"auth activate-service-account",
             "act as a service account using its key file",

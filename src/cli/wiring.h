@@ -15,5 +15,9 @@ namespace moat::cli {
 std::unique_ptr<Transport> MakeHttpTransport();
 // RS256 (RSA keys) or ES256 (P-256 keys) signer for service-account key files.
 std::unique_ptr<Signer> MakeCryptoSigner();
+// `moat run services proxy`: an HTTP server on the given loopback address that forwards each
+// request to the service with the active identity's ID token (src/cli/proxy.cc). Run blocks
+// until SIGINT/SIGTERM.
+std::unique_ptr<ProxyRunner> MakeHttpProxyRunner();
 
 }  // namespace moat::cli
