@@ -160,6 +160,10 @@ class Gateway::Impl {
   // reached in time).
   asio::awaitable<int> AwaitMinRevision(http::Exchange& ex, std::string_view value,
                                         LogInfo& li);
+  // Starts a command-run service that is not running and waits (without blocking the worker)
+  // until it is ready or `deadline` passes. True when it is ready.
+  asio::awaitable<bool> AwaitActivation(http::Exchange& ex, Activator& activator,
+                                        Clock::time_point deadline);
 };
 
 namespace {
@@ -264,6 +268,28 @@ asio::awaitable<int> Gateway::Impl::AwaitMinRevision(http::Exchange& ex, std::st
   co_return 503;
 }
 
+asio::awaitable<bool> Gateway::Impl::AwaitActivation(http::Exchange& ex, Activator& activator,
+                                                      Clock::time_point deadline) {
+  struct Wait {
+    explicit Wait(const asio::any_io_executor& e) : timer(e) {}
+    asio::steady_timer timer;
+    int result = -1;  // -1 pending, 0 failed, 1 ready
+  };
+  auto w = std::make_shared<Wait>(ex.conn.stream.get_executor());
+  w->timer.expires_at(deadline);
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  activator.Activate(std::max(left, std::chrono::milliseconds(1)), [w](bool ok) {
+    asio::post(w->timer.get_executor(), [w, ok] {
+      if (w->result != -1) return;
+      w->result = ok ? 1 : 0;
+      w->timer.cancel();
+    });
+  });
+  co_await w->timer.async_wait(use_nothrow);
+  if (w->result == -1) w->result = 0;  // timed out; a late callback finds it settled
+  co_return w->result == 1;
+}
+
 asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   WorkerState& ws = workers_[ex.worker];
   LogInfo li;
@@ -329,6 +355,19 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   }
   li.decision = "allow";
   li.token_header = d.token_header;
+  // Only an allowed request may start a stopped service.
+  if (svc->activator) {
+    svc->activator->Touch();
+    if (!svc->activator->Ready()) {
+      metrics_.CountActivation(ex.worker);
+      bool ready =
+          co_await AwaitActivation(ex, *svc->activator, Clock::now() + svc->request_timeout);
+      if (!ready) {
+        li.reason = "service failed to start";
+        co_return co_await Reply(ex, li, 503, ErrorPage(503), true);
+      }
+    }
+  }
 
   if (ex.head.body == BodyKind::kLength &&
       ex.head.content_length > options_.max_request_body_bytes) {
@@ -457,6 +496,17 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
       auto budget = std::min<Clock::duration>(options_.connect_timeout, left);
       error_code ec =
           co_await http::Connect(up->stream, svc.upstream_host, svc.upstream_port, budget);
+      if (ec && ec != beast::error::timeout && svc.activator && attempt == 0) {
+        // A command-run service that crashed, is restarting or was replaced by a new revision:
+        // wait for it (as Cloud Run holds requests for a starting instance), then retry once.
+        metrics_.CountActivation(ex.worker);
+        if (co_await AwaitActivation(ex, *svc.activator, deadline)) {
+          up = std::make_unique<Conn>(beast::tcp_stream(ex.conn.stream.get_executor()));
+          left = deadline - Clock::now();
+          budget = std::min<Clock::duration>(options_.connect_timeout, left);
+          ec = co_await http::Connect(up->stream, svc.upstream_host, svc.upstream_port, budget);
+        }
+      }
       if (ec) {
         bool timeout = ec == beast::error::timeout;
         metrics_.CountUpstreamError(ex.worker, timeout && Clock::now() >= deadline

@@ -752,3 +752,133 @@ TEST_F(GatewayTest, MinRevisionNotReachedIs503AndMalformedIs400) {
 
 }  // namespace
 }  // namespace moat::gateway
+
+namespace moat::gateway {
+namespace {
+
+// An Activator whose "service" is the test's upstream: Activate answers from another thread.
+class FakeActivator : public Activator {
+ public:
+  explicit FakeActivator(bool succeeds) : succeeds_(succeeds) {}
+  void Touch() override { ++touches; }
+  bool Ready() const override { return ready.load(); }
+  void Activate(std::chrono::milliseconds, std::function<void(bool)> done) override {
+    ++activations;
+    std::thread([this, done = std::move(done)] {
+      if (succeeds_) ready = true;
+      done(succeeds_);
+    }).detach();
+  }
+  std::atomic<int> touches{0}, activations{0};
+  std::atomic<bool> ready{false};
+
+ private:
+  bool succeeds_;
+};
+
+TEST_F(GatewayTest, OnlyAllowedRequestsStartAStoppedService) {
+  auto starts = std::make_shared<FakeActivator>(true);
+  auto fails = std::make_shared<FakeActivator>(false);
+  auto t = std::make_shared<RouteTable>();
+  auto entry = [&](std::string host, std::shared_ptr<Activator> a) {
+    auto e = std::make_shared<ServiceEntry>();
+    e->name = "projects/p/locations/r/services/" + host.substr(0, host.find('.'));
+    e->upstream_host = "127.0.0.1";
+    e->upstream_port = upstream_.port();
+    e->activator = std::move(a);
+    ASSERT_TRUE(t->Add(host, e));
+  };
+  entry("cold.r.run.localhost", starts);
+  entry("broken.r.run.localhost", fails);
+  routes_->Set(t);
+  std::string good = std::string("Authorization: Bearer ") + kGood + "\r\n";
+  std::string other = std::string("Authorization: Bearer ") + kOther + "\r\n";
+
+  // A refused caller never wakes the service.
+  RawClient c(port());
+  auto denied = Send(c, Get("/echo", other, "cold.r.run.localhost"));
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->head.status, 403);
+  EXPECT_EQ(starts->activations.load(), 0);
+  EXPECT_EQ(starts->touches.load(), 0);
+
+  // An allowed one starts it, waits, and is served; the next one finds it ready.
+  RawClient c2(port());
+  auto first = Send(c2, Get("/echo", good, "cold.r.run.localhost"));
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->head.status, 200);
+  auto second = Send(c2, Get("/echo", good, "cold.r.run.localhost"));
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->head.status, 200);
+  EXPECT_EQ(starts->activations.load(), 1);
+  EXPECT_EQ(starts->touches.load(), 2);
+
+  // A service that cannot start: 503, nothing forwarded.
+  size_t before = upstream_.seen().size();
+  RawClient c3(port());
+  auto broken = Send(c3, Get("/echo", good, "broken.r.run.localhost"));
+  ASSERT_TRUE(broken);
+  EXPECT_EQ(broken->head.status, 503);
+  EXPECT_EQ(upstream_.seen().size(), before);
+  EXPECT_NE(gateway_->RenderMetrics().find("moat_gateway_activations_total 2"), std::string::npos)
+      << gateway_->RenderMetrics();
+}
+
+TEST_F(GatewayTest, RefusedUpstreamOfACommandServiceWaitsForItsRestart) {
+  // The activator says "ready" but nothing listens (the process just crashed): the gateway
+  // asks it to (re)start and retries once it is ready.
+  class Restarting : public Activator {
+   public:
+    explicit Restarting(std::function<void()> restart) : restart_(std::move(restart)) {}
+    void Touch() override {}
+    bool Ready() const override { return true; }
+    void Activate(std::chrono::milliseconds, std::function<void(bool)> done) override {
+      ++activations;
+      restart_();
+      done(true);
+    }
+    std::atomic<int> activations{0};
+
+   private:
+    std::function<void()> restart_;
+  };
+  uint16_t port_for_service = ClosedPort();
+  auto t = std::make_shared<RouteTable>();
+  auto e = std::make_shared<ServiceEntry>();
+  e->name = "projects/p/locations/r/services/crashy";
+  e->upstream_host = "127.0.0.1";
+  e->upstream_port = port_for_service;
+  // "Restart" = a listener on the service's port that relays to the test upstream.
+  asio::io_context relay_ioc;
+  std::unique_ptr<tcp::acceptor> relay;
+  std::thread relay_thread;
+  auto restarting = std::make_shared<Restarting>([&] {
+    relay = std::make_unique<tcp::acceptor>(
+        relay_ioc, tcp::endpoint{asio::ip::make_address("127.0.0.1"), port_for_service});
+    relay_thread = std::thread([&] {
+      tcp::socket s(relay_ioc);
+      boost::system::error_code ec;
+      relay->accept(s, ec);
+      if (ec) return;
+      char buf[4096];
+      size_t n = s.read_some(asio::buffer(buf), ec);
+      (void)n;
+      std::string resp = "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nrestarted";
+      asio::write(s, asio::buffer(resp), ec);
+    });
+  });
+  e->activator = restarting;
+  ASSERT_TRUE(t->Add("crashy.r.run.localhost", e));
+  routes_->Set(t);
+  RawClient c(port());
+  auto r = Send(c, Get("/", std::string("Authorization: Bearer ") + kGood + "\r\n",
+                       "crashy.r.run.localhost"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 200);
+  EXPECT_EQ(r->body, "restarted");
+  EXPECT_EQ(restarting->activations.load(), 1);
+  if (relay_thread.joinable()) relay_thread.join();
+}
+
+}  // namespace
+}  // namespace moat::gateway

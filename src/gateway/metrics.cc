@@ -21,6 +21,7 @@ void Metrics::CountDenial(size_t worker, int status) {
 }
 
 void Metrics::CountUnknownHost(size_t worker) { At(worker).unknown_host.fetch_add(1, kRelaxed); }
+void Metrics::CountActivation(size_t worker) { At(worker).activations.fetch_add(1, kRelaxed); }
 
 void Metrics::CountUpstreamError(size_t worker, UpstreamError e) {
   At(worker).upstream_errors[static_cast<int>(e)].fetch_add(1, kRelaxed);
@@ -66,6 +67,11 @@ std::string Metrics::Render() const {
   out += "# TYPE moat_gateway_unknown_host_total counter\n";
   out += "moat_gateway_unknown_host_total " +
          std::to_string(sum([](const Shard& s) -> auto& { return s.unknown_host; })) + "\n";
+  out += "# HELP moat_gateway_activations_total Requests that started or waited for a command "
+         "service (cold starts).\n";
+  out += "# TYPE moat_gateway_activations_total counter\n";
+  out += "moat_gateway_activations_total " +
+         std::to_string(sum([](const Shard& s) -> auto& { return s.activations; })) + "\n";
   out += "# HELP moat_gateway_upstream_errors_total Failed upstream exchanges, by kind.\n";
   out += "# TYPE moat_gateway_upstream_errors_total counter\n";
   static const char* kErrors[] = {"connect", "timeout", "reset", "protocol"};

@@ -26,6 +26,8 @@ class Metrics {
   // status: 401 → "unauthenticated", 403 → "forbidden", 503 → "unavailable".
   void CountDenial(size_t worker, int status);
   void CountUnknownHost(size_t worker);
+  // A request that had to start (or wait for) a command-run service.
+  void CountActivation(size_t worker);
   void CountUpstreamError(size_t worker, UpstreamError e);
   // Time from the upstream request being sent to its response head arriving.
   void ObserveUpstreamLatency(size_t worker, double seconds);
@@ -38,6 +40,7 @@ class Metrics {
     std::atomic<uint64_t> requests[6] = {};  // [0] other, [1..5] 1xx..5xx
     std::atomic<uint64_t> denials[3] = {};
     std::atomic<uint64_t> unknown_host{0};
+    std::atomic<uint64_t> activations{0};
     std::atomic<uint64_t> upstream_errors[4] = {};
     std::atomic<uint64_t> latency_buckets[kLatencyBuckets.size() + 1] = {};
     std::atomic<uint64_t> latency_count{0};

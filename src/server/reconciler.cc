@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <set>
 
 #include "common/log.h"
 #include "http/client.h"
@@ -142,6 +143,7 @@ void Reconciler::Reconcile(const state::View& view) {
 
   // 2. The route table.
   auto table = std::make_shared<gateway::RouteTable>();
+  std::set<std::string> keep_warm, command_services;
   for (const auto& spec : view.services) {
     auto entry = std::make_shared<gateway::ServiceEntry>();
     entry->name = spec.name;
@@ -153,6 +155,11 @@ void Reconciler::Reconcile(const state::View& view) {
       if (!status) continue;
       entry->upstream_host = "127.0.0.1";
       entry->upstream_port = status->port;
+      if (activators_) {
+        entry->activator = activators_->For(spec.name);
+        if (spec.min_instances > 0) keep_warm.insert(spec.name);
+        command_services.insert(spec.name);
+      }
     } else {
       auto url = http::ParseHttpUrl(spec.upstream);
       if (!url) {
@@ -170,6 +177,10 @@ void Reconciler::Reconcile(const state::View& view) {
                   {{"service", spec.name}, {"hostname", h}});
       }
     }
+  }
+  if (activators_) {
+    activators_->SetKeepWarm(std::move(keep_warm));
+    activators_->Retain(command_services);
   }
   routes_.Set(std::move(table));
 }

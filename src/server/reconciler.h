@@ -21,6 +21,7 @@
 
 #include "gateway/route_table.h"
 #include "runtime/supervisor.h"
+#include "server/activator.h"
 #include "server/metadata_servers.h"
 #include "state/live_state.h"
 
@@ -31,6 +32,9 @@ class Reconciler {
   Reconciler(runtime::Supervisor& supervisor, MetadataServers& metadata,
              gateway::RouteTableHolder& routes, std::string gateway_base);
   ~Reconciler();
+  // Command-run services get their Activator from `pool` (cold starts, scale to zero). Call
+  // before the first Apply; the pool must outlive the reconciler's thread (Stop).
+  void SetActivators(ActivatorPool* pool) { activators_ = pool; }
   void Apply(std::shared_ptr<const state::View> view);
   // Waits until the View of `revision` (or later) has been reconciled; false on timeout.
   bool WaitReconciled(int64_t revision, std::chrono::milliseconds timeout);
@@ -55,6 +59,7 @@ class Reconciler {
   runtime::Supervisor& supervisor_;
   MetadataServers& metadata_;
   gateway::RouteTableHolder& routes_;
+  ActivatorPool* activators_ = nullptr;
   std::string gateway_base_;
   std::mutex mu_;
   std::condition_variable cv_;

@@ -33,6 +33,7 @@
 #include "server/bootstrap.h"
 #include "server/iam_gate.h"
 #include "server/jwks_fetcher.h"
+#include "server/activator.h"
 #include "server/reconciler.h"
 #include "server/metadata_servers.h"
 #include "state/live_state.h"
@@ -55,7 +56,10 @@ const char kServeHelp[] =
     "  --audit-allowed       also write an audit entry for every allowed gateway request\n"
     "  --threads N           worker threads per listener (default: all cores)\n"
     "  --no-access-log       no JSON access-log line per gateway request (denials are still\n"
-    "                        audited)\n";
+    "                        audited)\n"
+    "  --scale-to-zero-after D  stop a command-run service unused for D (e.g. 15m); the next\n"
+    "                        allowed request starts it again. Services with\n"
+    "                        scaling.minInstanceCount >= 1 stay up (default 0: never)\n";
 
 namespace {
 
@@ -151,6 +155,22 @@ Result<ServeOptions> ParseServeFlags(const std::vector<std::string>& args) {
       o.audit_allowed_requests = true;
     } else if (a == "--no-access-log") {
       o.access_log = false;
+    } else if (a == "--scale-to-zero-after") {
+      std::string v;
+      MOAT_CHECK_OK(take(&v));
+      int64_t n = 0;
+      char unit = v.empty() ? '\0' : v.back();
+      bool digits = v.size() > 1 && v.size() < 10 &&
+                    v.find_first_not_of("0123456789") == v.size() - 1;
+      if (digits) n = std::stoll(v.substr(0, v.size() - 1));
+      if (v == "0") {
+        o.scale_to_zero_after = std::chrono::milliseconds(0);
+      } else if (digits && (unit == 's' || unit == 'm' || unit == 'h')) {
+        o.scale_to_zero_after = std::chrono::seconds(n * (unit == 's' ? 1 : unit == 'm' ? 60 : 3600));
+      } else {
+        return InvalidArgument("flag `--scale-to-zero-after` must be a duration such as 90s, 15m "
+                               "or 1h (0 = never), not `" + v + "`");
+      }
     } else if (a == "--threads") {
       std::string v;
       MOAT_CHECK_OK(take(&v));
@@ -249,7 +269,9 @@ int RunServe(const ServeOptions& in) {
   rt_options.log_dir = home + "/logs";
   runtime::Supervisor supervisor(rt_options);
   MetadataServers metadata(issuer, live, clock);
+  ActivatorPool activators(supervisor, opt.scale_to_zero_after);
   Reconciler reconciler(supervisor, metadata, *routes, opt.gateway_url);
+  reconciler.SetActivators(&activators);
   gateway::RevisionWaiter waiter;
   waiter.reached = [&reconciler](int64_t revision) { return reconciler.Reconciled(revision); };
   waiter.notify = [&reconciler](int64_t revision, std::function<void(bool)> done) {

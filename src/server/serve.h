@@ -23,7 +23,8 @@ struct ServeOptions {
   std::string api_url;
   std::string issuer;  // default: api_url
   bool audit_allowed_requests = false;
-  bool access_log = true;  // --no-access-log turns the gateway's per-request line off
+  bool access_log = true;
+  std::chrono::milliseconds scale_to_zero_after{0};  // 0: command services run until removed  // --no-access-log turns the gateway's per-request line off
   int threads = 0;  // 0: all cores
   // The gateway's response body on a missing credential etc. stays Cloud Run's; these only
   // shape Moat's own behaviour.

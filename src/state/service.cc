@@ -1,5 +1,7 @@
 #include "state/service.h"
 
+#include <algorithm>
+
 #include <boost/json.hpp>
 
 #include "common/json.h"
@@ -120,6 +122,15 @@ Result<ServiceSpec> ParseServiceDoc(const boost::json::object& doc) {
       return InvalidArgument("field `template.timeout` must be a duration like `300s`");
     }
     s.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(*d);
+  }
+  for (const boost::json::object* holder : {&doc, tmpl}) {
+    MOAT_TRY(const boost::json::object* scaling, json::OptObject(*holder, "scaling"));
+    if (!scaling) continue;
+    MOAT_TRY(auto min, json::OptInt(*scaling, "minInstanceCount"));
+    if (min && *min < 0) {
+      return InvalidArgument("field `scaling.minInstanceCount` must not be negative");
+    }
+    if (min) s.min_instances = std::max(s.min_instances, *min);
   }
   MOAT_TRY(auto upstream, json::OptString(*tmpl, "upstream"));
   s.upstream = upstream.value_or("");

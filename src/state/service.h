@@ -36,6 +36,9 @@ struct ServiceSpec {
   std::string ingress = "INGRESS_TRAFFIC_ALL";
   std::string service_account;  // runtime identity (email); may be empty
   std::chrono::milliseconds timeout{300'000};
+  // Cloud Run's scaling.minInstanceCount (service-level or template-level, the larger): ≥ 1
+  // keeps a command-run service running when scale-to-zero is on.
+  int64_t min_instances = 0;
   // Exactly one of these is set.
   std::string upstream;  // "http://host:port" when the service runs elsewhere
   std::vector<std::string> command;  // argv (containers[0].command + args) when Moat runs it

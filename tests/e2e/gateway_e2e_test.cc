@@ -908,3 +908,49 @@ TEST_F(GatewayE2E, CommandRunSeedAppIsPublicViaAllUsers) {
 
 }  // namespace
 }  // namespace moat::e2e
+
+namespace moat::e2e {
+namespace {
+
+// Scale to zero and cold start: an idle command service is stopped; the next allowed request
+// starts it again and is served; a refused request never starts it.
+TEST(GatewayColdStartE2E, IdleCommandServiceStopsAndTheNextAllowedRequestStartsIt) {
+  auto started = MoatProcess::Start(MOAT_BIN, {"--scale-to-zero-after=1s"});
+  ASSERT_TRUE(started) << started.error().message;
+  std::unique_ptr<MoatProcess> moat = std::move(*started);
+  bj::object container;
+  container["image"] = "python";
+  container["command"] = bj::array{"sh", "-c", "exec python3 -m http.server $PORT --bind 127.0.0.1"};
+  bj::object tmpl;
+  tmpl["containers"] = bj::array{container};
+  auto svc = moat->CreateService("cold", "us-central1", "files", json::Serialize(tmpl));
+  ASSERT_TRUE(svc) << svc.error().message << "\n" << moat->StderrTail();
+  ApiResponse grant = moat->AddBinding(svc->path, "allUsers", "roles/run.invoker");
+  ASSERT_EQ(grant.status, 200) << grant.Describe();
+  GatewayRequest req;
+  req.min_revision = grant.revision;
+  auto first = moat->Gateway(svc->uri, req);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 200);
+
+  // Idle for the scale-to-zero period: the server says it stopped the service (polled).
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (moat->StderrTail(1 << 20).find("scaled an idle service to zero") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // poll interval
+  }
+  ASSERT_NE(moat->StderrTail(1 << 20).find("scaled an idle service to zero"), std::string::npos)
+      << moat->StderrTail();
+
+  // The next request starts it again and is served.
+  auto again = moat->Gateway(svc->uri);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, 200) << again->body << "\n" << moat->StderrTail();
+  ApiResponse metrics = moat->Api("GET", "/metrics");
+  EXPECT_NE(metrics.body.find("moat_gateway_activations_total "), std::string::npos);
+  EXPECT_EQ(metrics.body.find("moat_gateway_activations_total 0\n"), std::string::npos)
+      << metrics.body;
+}
+
+}  // namespace
+}  // namespace moat::e2e
