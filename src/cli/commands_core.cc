@@ -21,6 +21,8 @@ Status ActivateServiceAccount(Context& ctx) {
   ctx.config().PutAccount(email, js::object{{"type", "service_account"}, {"key", key}});
   MOAT_CHECK_OK(ctx.config().Set("account", email));
   MOAT_CHECK_OK(ctx.config().Save());
+  // Tokens minted for the previous account (or an older key of this one) are not reused.
+  MOAT_CHECK_OK(TokenCache::Remove(ctx.config().dir()));
   ctx.err() << "Activated service account credentials for: [" << email << "]\n";
   return Ok();
 }
@@ -51,6 +53,7 @@ Status Login(Context& ctx) {
   ctx.config().PutAccount(user, js::object{{"type", "user"}, {"refresh_token", *refresh}});
   MOAT_CHECK_OK(ctx.config().Set("account", user));
   MOAT_CHECK_OK(ctx.config().Save());
+  MOAT_CHECK_OK(TokenCache::Remove(ctx.config().dir()));
   ctx.err() << "You are now logged in as [" << user << "].\n";
   return Ok();
 }
@@ -98,8 +101,10 @@ Status Revoke(Context& ctx) {
       return NotFound("no credentials for `" + t + "`; see `moat auth list`");
     }
     if (ctx.config().Get("account") == t) ctx.config().Unset("account");
+    ctx.Cache().EraseAccount(t);
   }
   MOAT_CHECK_OK(ctx.config().Save());
+  MOAT_CHECK_OK(ctx.Cache().Save(ctx.NowUnix()));
   ctx.err() << "Revoked credentials:\n";
   for (const std::string& t : targets) ctx.err() << " - " << t << "\n";
   return Ok();
@@ -174,14 +179,81 @@ IamTarget ProjectTarget(Context& ctx) {
   return IamTarget{"project", p, "/v1/projects/" + Escape(p), IamTarget::Get::kPostBody};
 }
 
-
 // `moat logging explain REQUEST_ID`: the gateway's recorded decision for one request — which
 // token check failed, or which permission was missing and the bindings that came closest.
 Status LoggingExplain(Context& ctx) {
   std::string id = ctx.Arg("REQUEST_ID");
   if (id.empty()) return ctx.UsageError("pass the REQUEST_ID (the X-Request-Id the caller got)");
   MOAT_TRY(js::value r, ctx.Call("GET", "/moat/v1/requests/" + Escape(id) + ":explain"));
-  return ctx.Print(r);
+  if (ctx.Flag("format")) return ctx.Print(r);
+  const js::array* entries = nullptr;
+  if (r.is_object()) {
+    if (auto e = json::OptArray(r.as_object(), "entries"); e && *e) entries = *e;
+  }
+  if (entries == nullptr || entries->empty()) return ctx.Print(r);
+  auto str = [](const js::object& o, std::string_view key) -> std::string {
+    auto v = json::OptString(o, key);
+    return v && *v ? **v : std::string();
+  };
+  std::ostream& out = ctx.out();
+  for (const js::value& v : *entries) {
+    if (!v.is_object()) continue;
+    const js::object& e = v.as_object();
+    js::object details;
+    if (const js::value* d = e.if_contains("details"); d && d->is_object()) {
+      details = d->as_object();
+    }
+    std::string decision = str(details, "decision");
+    if (decision.empty()) decision = str(e, "status");
+    std::string http_status;
+    if (auto h = json::OptInt(details, "httpStatus"); h && *h) {
+      http_status = " (HTTP " + std::to_string(**h) + ")";
+    }
+    std::string principal = str(e, "principal");
+    std::string permission = str(details, "permission");
+    out << "request:    " << str(e, "requestId") << "\n"
+        << "time:       " << str(e, "time") << "\n"
+        << "decision: " << decision << http_status << "\n"
+        << "service:    " << str(e, "resource") << "\n"
+        << "request:    " << str(details, "httpMethod") << " " << str(details, "host") << "\n"
+        << "principal:  " << (principal.empty() ? "(none: no valid token)" : principal) << "\n"
+        << "permission: " << permission << "\n";
+    if (std::string reason = str(details, "reason"); !reason.empty()) {
+      out << "reason:     " << reason << "\n";
+    }
+    // For a caller who was identified but refused, ask the IAM troubleshooter which bindings
+    // came closest (needs getIamPolicy on the project; skipped quietly without it).
+    bool identified =
+        principal.rfind("user:", 0) == 0 || principal.rfind("serviceAccount:", 0) == 0;
+    if (decision == "DENY" && identified && !permission.empty()) {
+      js::object body{
+          {"principal", principal}, {"resource", str(e, "resource")}, {"permission", permission}};
+      auto t = ctx.Call("POST", "/moat/v1/iam:troubleshoot", js::value(body));
+      if (t && t->is_object()) {
+        const js::object* d = nullptr;
+        if (auto x = json::OptObject(t->as_object(), "decision"); x && *x) d = *x;
+        if (d != nullptr) {
+          if (std::string why = str(*d, "explanation"); !why.empty()) {
+            out << "now:        " << why << "\n";
+          }
+          if (auto c = json::OptArray(*d, "closest"); c && *c && !(*c)->empty()) {
+            out << "closest bindings:\n";
+            for (const js::value& b : **c) {
+              if (!b.is_object()) continue;
+              const js::object& bo = b.as_object();
+              out << "  - " << str(bo, "role");
+              if (std::string m = str(bo, "member"); !m.empty()) out << " for " << m;
+              out << " on " << str(bo, "resource") << ": " << str(bo, "reason") << "\n";
+            }
+          }
+        }
+      } else if (!t) {
+        out << "closest bindings: not shown (" << t.error().message << ")\n";
+      }
+    }
+    out << "\n";
+  }
+  return Ok();
 }
 
 // `moat logging read`: audit log entries, newest first.
@@ -209,21 +281,29 @@ Status LoggingRead(Context& ctx) {
     if (f->size() > 1 && f->size() < 8 && f->find_first_not_of("0123456789") == f->size() - 1) {
       int64_t n = std::stoll(f->substr(0, f->size() - 1));
       switch (f->back()) {
-        case 's': d = std::chrono::seconds(n); break;
-        case 'm': d = std::chrono::minutes(n); break;
-        case 'h': d = std::chrono::hours(n); break;
-        case 'd': d = std::chrono::hours(24 * n); break;
-        default: break;
+        case 's':
+          d = std::chrono::seconds(n);
+          break;
+        case 'm':
+          d = std::chrono::minutes(n);
+          break;
+        case 'h':
+          d = std::chrono::hours(n);
+          break;
+        case 'd':
+          d = std::chrono::hours(24 * n);
+          break;
+        default:
+          break;
       }
     }
     if (!d || d->count() <= 0) {
       return ctx.UsageError("flag `--freshness` must be a duration such as 30m, 1h or 7d, not `" +
                             *f + "`");
     }
-    int64_t start = ctx.NowUnix() -
-                    std::chrono::duration_cast<std::chrono::seconds>(*d).count();
-    add("startTime", FormatRfc3339(std::chrono::system_clock::time_point(
-                         std::chrono::seconds(start))));
+    int64_t start = ctx.NowUnix() - std::chrono::duration_cast<std::chrono::seconds>(*d).count();
+    add("startTime",
+        FormatRfc3339(std::chrono::system_clock::time_point(std::chrono::seconds(start))));
   }
   MOAT_TRY(js::value r, ctx.Call("GET", "/moat/v1/auditLogs" + q));
   js::array entries;
@@ -250,7 +330,11 @@ void AddCoreCommands(CommandTree& tree) {
             "response the caller got) in the audit log: which token check failed, or which "
             "permission was missing and which bindings came closest. Denials are always "
             "recorded; allowed requests only when the server runs with --audit-allowed. Needs "
-            "moat.auditLogs.list on the service's project.",
+            "moat.auditLogs.list on the service's project. The default output names the "
+            "decision, the principal, the check that failed and, for an identified caller who "
+            "was refused, the bindings that came closest (from the IAM troubleshooter, shown "
+            "when you hold resourcemanager.projects.getIamPolicy on the project); "
+            "--format=json prints the API's answer unchanged.",
             {{"REQUEST_ID", "The X-Request-Id of the gateway's response."}},
             {},
             "yaml",
@@ -264,8 +348,10 @@ void AddCoreCommands(CommandTree& tree) {
             "decisions). Needs moat.auditLogs.list on the project (or the root).",
             {},
             {{"resource", FlagKind::kString, "Only entries about this resource name.", "NAME"},
-             {"principal", FlagKind::kString, "Only entries by this principal, e.g. "
-              "serviceAccount:sa@p.iam.gserviceaccount.com.", "PRINCIPAL"},
+             {"principal", FlagKind::kString,
+              "Only entries by this principal, e.g. "
+              "serviceAccount:sa@p.iam.gserviceaccount.com.",
+              "PRINCIPAL"},
              {"kind", FlagKind::kString, "admin-activity or data-access.", "KIND"},
              {"freshness", FlagKind::kString, "Only entries newer than this, e.g. 1h or 7d.",
               "DURATION"},

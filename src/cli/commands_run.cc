@@ -443,6 +443,14 @@ Status Call(Context& ctx) {
     req.headers.emplace_back("Content-Type", json_like ? "application/json" : "text/plain");
   }
   MOAT_TRY(HttpResponse resp, ctx.Send(req));
+  if (resp.status == 401 && ctx.last_id_token_cached()) {
+    // The service refused a token from the cache (e.g. the server's keys were reset): mint a
+    // fresh one and send once more. A 401 means the request never reached the service.
+    ctx.ForgetIdToken(uri);
+    MOAT_TRY(token, ctx.IdToken(uri));
+    req.headers[0].second = "Bearer " + token;
+    MOAT_TRY(resp, ctx.Send(req));
+  }
   ctx.out() << resp.body;
   if (!resp.body.empty() && resp.body.back() != '\n') ctx.out() << "\n";
   if (resp.status >= 400) {
@@ -468,10 +476,12 @@ Status Proxy(Context& ctx) {
   if (uri.empty()) return FailedPrecondition("service `" + t.name + "` has no URL yet");
   while (!uri.empty() && uri.back() == '/') uri.pop_back();
   std::string port = ctx.Flag("port").value_or("8080");
-  std::string addr = ctx.Flag("host").value_or("127.0.0.1") + ":" + port;
+  // Loopback only: anyone who can reach the proxy acts with the caller's identity.
+  std::string addr = "127.0.0.1:" + port;
   ctx.err() << "Proxying to Moat service [" << t.name << "] at " << uri << "\nhttp://" << addr
             << " proxies to " << uri << " (Ctrl-C to stop)\n";
-  ProxyOptions options{addr, uri, [&ctx, uri]() { return ctx.IdToken(uri); }};
+  ProxyOptions options{addr, uri, [&ctx, uri]() { return ctx.IdToken(uri); },
+                       [&ctx](const std::string& line) { ctx.err() << line << std::endl; }};
   return ctx.env().proxy->Run(options);
 }
 
@@ -609,13 +619,18 @@ void AddRunCommands(CommandTree& tree) {
             Call});
   tree.Add({"run services proxy",
             "serve a service locally, adding your ID token to each request",
-            "",
+            "Listens on 127.0.0.1:PORT (loopback only: whoever reaches the proxy acts as you) "
+            "and forwards every request (method, path, query, headers, body up to 32 MiB) to "
+            "the service URL with `Authorization: Bearer ID_TOKEN`, replacing any "
+            "Authorization the local client sent. The ID token's audience is the service URL; "
+            "it is minted for the active identity (or --impersonate-service-account) and "
+            "renewed five minutes before it expires. Runs until Ctrl-C or SIGTERM, then exits "
+            "0. Like `gcloud run services proxy`.",
             service_arg,
-            {{"port", FlagKind::kInt, "Local port; default 8080."},
-             {"host", FlagKind::kString, "Local address to bind; default 127.0.0.1."}},
+            {{"port", FlagKind::kInt, "Local port; default 8080.", "PORT"}},
             "",
             false,
-            "",
+            "moat run services proxy hello --port=3000 &\ncurl http://127.0.0.1:3000/",
             false,
             Proxy});
   tree.Add({"run services logs read",

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include "cli/context.h"
 #include "cli/testing.h"
 
@@ -375,6 +377,10 @@ TEST(CliCommands, ImpersonationUsesIamCredentials) {
   auto gen = t.transport.Find("POST", sa + ":generateIdToken");
   ASSERT_EQ(gen.size(), 1u);
   EXPECT_EQ(Body(gen[0]), js::parse(R"({"audience":")" + kUri + R"(","includeEmail":true})"));
+  // Minted with the caller's own credentials (it needs getOpenIdToken on the account), not with
+  // the impersonated account's access token.
+  EXPECT_EQ(FakeSigner::Claims(Header(gen[0], "Authorization").substr(7)).at("iss"),
+            "admin@p.iam.gserviceaccount.com");
   // The service GET ran with the impersonated access token.
   EXPECT_EQ(Header(t.transport.Find("GET", kSvc)[0], "Authorization"), "Bearer acc");
   EXPECT_EQ(Header(t.transport.requests.back(), "Authorization"), "Bearer imp-id");
@@ -649,6 +655,44 @@ TEST(CliCommands, ProxyHandsTheRunnerAFreshTokenSource) {
   EXPECT_EQ(proxy.seen.listen_addr, "127.0.0.1:9090");
   EXPECT_EQ(proxy.seen.target_url, kUri);
   EXPECT_EQ(proxy.token, "px");
+}
+
+TEST(CliCommands, LoggingExplainPrintsTheDecisionAndTheClosestBindings) {
+  TestEnv t;
+  t.Activate();
+  t.transport.OnJson("GET /moat/v1/requests/abc:explain", js::parse(R"({"requestId":"abc",
+      "entries":[{"time":"2026-01-01T00:00:00Z","kind":"DATA_ACCESS",
+        "principal":"serviceAccount:r@p.iam.gserviceaccount.com","method":"run.routes.invoke",
+        "resource":"projects/p/locations/local/services/hello","requestId":"abc","status":"DENY",
+        "details":{"permission":"run.routes.invoke","decision":"DENY","httpStatus":403,
+          "reason":"missing run.routes.invoke","httpMethod":"GET","host":"hello.local"}}]})"));
+  t.transport.OnJson("POST /moat/v1/iam:troubleshoot", js::parse(R"({"access":"NOT_GRANTED",
+      "decision":{"allowed":false,"permission":"run.routes.invoke","explanation":"denied",
+        "closest":[{"level":"RESOURCE","resource":"projects/p/locations/local/services/hello",
+          "bindingIndex":0,"role":"roles/run.viewer",
+          "member":"serviceAccount:r@p.iam.gserviceaccount.com",
+          "reason":"ROLE_LACKS_PERMISSION"}]}})"));
+  ASSERT_EQ(t.Run({"logging", "explain", "abc"}), 0) << t.err.str();
+  std::string out = t.out.str();
+  EXPECT_NE(out.find("decision: DENY (HTTP 403)"), std::string::npos) << out;
+  EXPECT_NE(out.find("reason:     missing run.routes.invoke"), std::string::npos) << out;
+  EXPECT_NE(out.find("  - roles/run.viewer for serviceAccount:r@p.iam.gserviceaccount.com on "
+                     "projects/p/locations/local/services/hello: ROLE_LACKS_PERMISSION"),
+            std::string::npos)
+      << out;
+  auto ts = t.transport.Find("POST", "/moat/v1/iam:troubleshoot");
+  ASSERT_EQ(ts.size(), 1u);
+  EXPECT_EQ(Body(ts[0]), js::parse(R"({"principal":"serviceAccount:r@p.iam.gserviceaccount.com",
+      "resource":"projects/p/locations/local/services/hello","permission":"run.routes.invoke"})"));
+  // --format=json is the API's answer as is, without the troubleshooter.
+  t.transport.requests.clear();
+  ASSERT_EQ(t.Run({"logging", "explain", "abc", "--format=json"}), 0);
+  EXPECT_EQ(js::parse(t.out.str()).at("requestId"), "abc");
+  EXPECT_TRUE(t.transport.Find("POST", "/moat/v1/iam:troubleshoot").empty());
+  // An unknown id is the API's one-line 404.
+  EXPECT_EQ(t.Run({"logging", "explain", "nope"}), 1);
+  std::string err = t.err.str();
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
 }
 
 TEST(CliCommands, ConfigSetGetUnsetAndFilePermissions) {

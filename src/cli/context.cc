@@ -7,6 +7,7 @@
 
 #include "cli/format.h"
 #include "common/json.h"
+#include "common/time.h"
 
 namespace moat::cli {
 namespace {
@@ -293,6 +294,15 @@ Result<js::value> Context::Call(const std::string& method, const std::string& pa
     req.body = json::Serialize(*body);
   }
   MOAT_TRY(HttpResponse resp, Send(req));
+  if (resp.status == 401 && access_token_cached_) {
+    // A cached token the server no longer accepts (its signing keys or state were reset):
+    // forget it and try once more with a fresh one. A 401 means nothing was done.
+    access_token_cached_ = false;
+    access_token_.reset();
+    if (access_token_key_) Cache().Erase(*access_token_key_);
+    SaveCache();
+    return Call(method, path_and_query, body);
+  }
   if (resp.status >= 400) return ApiError(resp);
   if (resp.body.find_first_not_of(" \r\n\t") == std::string::npos) return js::object();
   return json::Parse(resp.body, "API response");
@@ -347,7 +357,7 @@ Result<std::string> Context::SignJwt(const Credential& cred, js::object claims) 
                               key.at("private_key_id").as_string(), claims);
 }
 
-Result<std::string> Context::BaseAccessToken(const Credential& cred) {
+Result<Context::Minted> Context::BaseAccessToken(const Credential& cred) {
   auto type = json::OptString(cred.data, "type");
   if (type && *type == "service_account") {
     // A self-signed JWT whose audience is the API's origin (what Google's Node client does).
@@ -357,17 +367,27 @@ Result<std::string> Context::BaseAccessToken(const Credential& cred) {
                       {"aud", Endpoint() + "/"},
                       {"iat", now},
                       {"exp", now + 3600}};
-    return SignJwt(cred, std::move(claims));
+    MOAT_TRY(std::string jwt, SignJwt(cred, std::move(claims)));
+    return Minted{std::move(jwt), now + 3600};
   }
   if (type && *type == "user") {
     MOAT_TRY(auto refresh, json::OptString(cred.data, "refresh_token"));
     if (!refresh)
       return FailedPrecondition("stored credentials for `" + cred.email +
                                 "` are incomplete; run `moat auth login " + cred.email + "`");
+    int64_t now = NowUnix();
     MOAT_TRY(js::value resp,
              PostForm("/token", {{"grant_type", "refresh_token"}, {"refresh_token", *refresh}}));
     if (resp.is_object()) {
-      if (auto t = json::OptString(resp.as_object(), "access_token"); t && *t) return **t;
+      if (auto t = json::OptString(resp.as_object(), "access_token"); t && *t && !(*t)->empty()) {
+        Minted m{**t, 0};
+        if (auto in = json::OptInt(resp.as_object(), "expires_in"); in && *in && **in > 0) {
+          m.expiry = now + **in;
+        } else if (auto exp = JwtExpiry(m.token)) {
+          m.expiry = *exp;
+        }
+        return m;
+      }
     }
     return Unauthenticated("the token endpoint returned no access_token for `" + cred.email + "`");
   }
@@ -376,35 +396,118 @@ Result<std::string> Context::BaseAccessToken(const Credential& cred) {
                             "` and sign in again");
 }
 
+TokenCache& Context::Cache() {
+  if (!cache_) cache_ = TokenCache::Load(config_.dir());
+  return *cache_;
+}
+
+TokenCache::Key Context::CacheKey(const Credential& cred, std::string kind,
+                                  std::string audience) const {
+  std::string key_id;
+  if (const js::value* key = cred.data.if_contains("key"); key && key->is_object()) {
+    if (auto id = json::OptString(key->as_object(), "private_key_id"); id && *id) key_id = **id;
+  }
+  return TokenCache::Key{cred.email, key_id,          Impersonated().value_or(""),
+                         Endpoint(), std::move(kind), std::move(audience)};
+}
+
+void Context::SaveCache() {
+  if (!cache_) return;
+  if (auto st = cache_->Save(NowUnix()); !st && Flag("verbosity").value_or("") == "debug") {
+    err() << "DEBUG: token cache not saved: " << st.error().message << "\n";
+  }
+}
+
+void Context::Remember(const TokenCache::Key& key, const Minted& minted) {
+  if (minted.expiry <= 0) return;
+  Cache().Put(key, minted.token, minted.expiry, NowUnix());
+  SaveCache();
+}
+
+Result<js::value> Context::PostAsBaseIdentity(const std::string& path, const js::value& body) {
+  MOAT_TRY(Credential cred, ActiveCredential());
+  MOAT_TRY(Minted base, BaseAccessToken(cred));
+  HttpRequest req{"POST",
+                  Endpoint() + path,
+                  {{"Authorization", "Bearer " + base.token},
+                   {"Accept", "application/json"},
+                   {"Content-Type", "application/json"}},
+                  json::Serialize(body)};
+  MOAT_TRY(HttpResponse resp, Send(req));
+  if (resp.status >= 400) return ApiError(resp);
+  return json::Parse(resp.body, "API response");
+}
+
 Result<std::string> Context::AccessToken() {
   if (access_token_) return *access_token_;
   MOAT_TRY(Credential cred, ActiveCredential());
-  MOAT_TRY(std::string base, BaseAccessToken(cred));
+  TokenCache::Key key = CacheKey(cred, "access", "");
+  if (auto cached = Cache().Get(key, NowUnix())) {
+    access_token_ = *cached;
+    access_token_cached_ = true;
+    access_token_key_ = key;
+    return *cached;
+  }
+  Minted minted;
   if (auto sa = Impersonated()) {
-    access_token_ = base;  // the request below authenticates as the base identity
     js::object body{{"scope", js::array{"https://www.googleapis.com/auth/cloud-platform"}},
                     {"lifetime", "3600s"}};
-    auto resp =
-        Call("POST", "/v1/projects/-/serviceAccounts/" + Escape(*sa) + ":generateAccessToken",
-             js::value(body));
-    access_token_.reset();
+    auto resp = PostAsBaseIdentity(
+        "/v1/projects/-/serviceAccounts/" + Escape(*sa) + ":generateAccessToken", body);
     if (!resp) return resp.error();
     auto token = resp->is_object() ? json::OptString(resp->as_object(), "accessToken")
                                    : Result<std::optional<std::string>>(std::nullopt);
     if (!token || !*token) return Internal("generateAccessToken returned no accessToken");
-    base = **token;
+    minted = Minted{**token, 0};
+    auto expire = json::OptString(resp->as_object(), "expireTime");
+    if (expire && *expire) {
+      if (auto t = ParseRfc3339(**expire)) {
+        minted.expiry =
+            std::chrono::duration_cast<std::chrono::seconds>(t->time_since_epoch()).count();
+      }
+    }
+    if (minted.expiry == 0) minted.expiry = JwtExpiry(minted.token).value_or(0);
+  } else {
+    MOAT_TRY(minted, BaseAccessToken(cred));
   }
-  access_token_ = base;
-  return base;
+  Remember(key, minted);
+  access_token_ = minted.token;
+  access_token_cached_ = false;
+  access_token_key_ = key;
+  return minted.token;
 }
 
 Result<std::string> Context::IdToken(const std::string& audience) {
+  id_token_cached_ = false;
+  MOAT_TRY(Credential cred, ActiveCredential());
+  TokenCache::Key key = CacheKey(cred, "id", audience);
+  if (auto cached = Cache().Get(key, NowUnix())) {
+    id_token_cached_ = true;
+    return *cached;
+  }
+  MOAT_TRY(Minted minted, MintIdToken(audience));
+  minted.expiry = JwtExpiry(minted.token).value_or(0);
+  Remember(key, minted);
+  return minted.token;
+}
+
+void Context::ForgetIdToken(const std::string& audience) {
+  auto cred = ActiveCredential();
+  if (!cred) return;
+  Cache().Erase(CacheKey(*cred, "id", audience));
+  SaveCache();
+}
+
+Result<Context::Minted> Context::MintIdToken(const std::string& audience) {
   if (auto sa = Impersonated()) {
-    MOAT_TRY(js::value resp,
-             Call("POST", "/v1/projects/-/serviceAccounts/" + Escape(*sa) + ":generateIdToken",
-                  js::value(js::object{{"audience", audience}, {"includeEmail", true}})));
+    // As gcloud does: the caller's own credentials ask for the account's ID token, so the
+    // caller needs iam.serviceAccounts.getOpenIdToken on it (not the account on itself).
+    MOAT_TRY(
+        js::value resp,
+        PostAsBaseIdentity("/v1/projects/-/serviceAccounts/" + Escape(*sa) + ":generateIdToken",
+                           js::value(js::object{{"audience", audience}, {"includeEmail", true}})));
     if (resp.is_object()) {
-      if (auto t = json::OptString(resp.as_object(), "token"); t && *t) return **t;
+      if (auto t = json::OptString(resp.as_object(), "token"); t && *t) return Minted{**t, 0};
     }
     return Internal("generateIdToken returned no token");
   }
@@ -430,7 +533,7 @@ Result<std::string> Context::IdToken(const std::string& audience) {
                                        {"target_audience", audience}}));
   }
   if (resp.is_object()) {
-    if (auto t = json::OptString(resp.as_object(), "id_token"); t && *t) return **t;
+    if (auto t = json::OptString(resp.as_object(), "id_token"); t && *t) return Minted{**t, 0};
   }
   return Unauthenticated("the token endpoint returned no id_token");
 }

@@ -13,6 +13,7 @@
 #include "cli/cli.h"
 #include "cli/command.h"
 #include "cli/config.h"
+#include "cli/token_cache.h"
 
 namespace moat::cli {
 
@@ -78,8 +79,16 @@ class Context {
   std::optional<std::string> Impersonated() const;
   // Bearer token for API calls (cached for this invocation).
   Result<std::string> AccessToken();
-  // An ID token whose `aud` is `audience`, for the effective identity.
+  // An ID token whose `aud` is `audience`, for the effective identity. Tokens are reused
+  // across invocations through the token cache (token_cache.h) until 5 min before `exp`.
   Result<std::string> IdToken(const std::string& audience);
+  // True when the last IdToken() came from the token cache rather than being minted now.
+  bool last_id_token_cached() const { return id_token_cached_; }
+  // Drops the cached ID token for `audience` (a service refused it); the next IdToken()
+  // mints a new one.
+  void ForgetIdToken(const std::string& audience);
+  // The cache of DIR/access_tokens.json, loaded on first use.
+  TokenCache& Cache();
   // Waits for a long-running Operation and returns its `response` (or the value itself when
   // it is not an Operation).
   Result<boost::json::value> WaitOperation(boost::json::value op);
@@ -87,8 +96,22 @@ class Context {
   int64_t NowUnix() const;
 
  private:
+  struct Minted {
+    std::string token;
+    int64_t expiry = 0;  // unix seconds; 0 when unknown (then the token is not cached)
+  };
   Result<std::string> SignJwt(const Credential& cred, boost::json::object claims);
-  Result<std::string> BaseAccessToken(const Credential& cred);
+  Result<Minted> BaseAccessToken(const Credential& cred);
+  Result<Minted> MintIdToken(const std::string& audience);
+  // POSTs `body` to the API as the base identity (never the impersonated one): the
+  // iamcredentials calls that mint tokens for --impersonate-service-account.
+  Result<boost::json::value> PostAsBaseIdentity(const std::string& path,
+                                                const boost::json::value& body);
+  TokenCache::Key CacheKey(const Credential& cred, std::string kind, std::string audience) const;
+  // Stores a minted token in the cache and writes the cache file (failures only logged with
+  // --verbosity=debug: the cache is an optimisation).
+  void Remember(const TokenCache::Key& key, const Minted& minted);
+  void SaveCache();
 
   Env& env_;
   Config& config_;
@@ -96,7 +119,11 @@ class Context {
   const ParsedArgs& parsed_;
   bool usage_error_ = false;
   std::optional<std::string> access_token_;
+  bool access_token_cached_ = false;  // access_token_ came from the cache file
+  std::optional<TokenCache::Key> access_token_key_;
+  bool id_token_cached_ = false;
   std::optional<Credential> credential_;
+  std::optional<TokenCache> cache_;
 };
 
 // Percent-encodes one path segment or query value (keeps A-Z a-z 0-9 - . _ ~ @).

@@ -4,14 +4,13 @@
 // five minutes before it expires.
 #include <signal.h>
 
-#include <boost/json/parse.hpp>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
 
+#include "cli/token_cache.h"
 #include "cli/wiring.h"
-#include "common/base64.h"
 #include "common/log.h"
 #include "http/client.h"
 #include "http/router.h"
@@ -28,29 +27,13 @@ bool DropRequestField(std::string_view n) {
   return IEquals(n, "host") || IEquals(n, "authorization") || IEquals(n, "connection") ||
          IEquals(n, "keep-alive") || IEquals(n, "proxy-connection") || IEquals(n, "te") ||
          IEquals(n, "trailer") || IEquals(n, "transfer-encoding") || IEquals(n, "upgrade") ||
-         IEquals(n, "content-length") || IEquals(n, "proxy-authorization") ||
-         IEquals(n, "expect");
+         IEquals(n, "content-length") || IEquals(n, "proxy-authorization") || IEquals(n, "expect");
 }
 bool DropResponseField(std::string_view n) {
   using http::IEquals;
   return IEquals(n, "connection") || IEquals(n, "keep-alive") || IEquals(n, "transfer-encoding") ||
          IEquals(n, "content-length") || IEquals(n, "trailer") || IEquals(n, "upgrade") ||
          IEquals(n, "x-request-id");
-}
-
-// The `exp` claim of a JWT (0 when unreadable: then the token is used for one request only).
-int64_t JwtExpiry(std::string_view jwt) {
-  size_t a = jwt.find('.');
-  size_t b = a == std::string_view::npos ? a : jwt.find('.', a + 1);
-  if (b == std::string_view::npos) return 0;
-  auto payload = Base64UrlDecode(jwt.substr(a + 1, b - a - 1));
-  if (!payload) return 0;
-  boost::system::error_code ec;
-  auto v = boost::json::parse(*payload, ec);
-  if (ec || !v.is_object()) return 0;
-  const auto* exp = v.as_object().if_contains("exp");
-  if (exp == nullptr || !exp->is_int64()) return 0;
-  return exp->as_int64();
 }
 
 class TokenSource {
@@ -62,7 +45,8 @@ class TokenSource {
     if (!token_.empty() && now < expiry_ - 300) return token_;
     MOAT_TRY(std::string t, mint_());
     token_ = std::move(t);
-    expiry_ = JwtExpiry(token_);
+    // Unreadable expiry → 0: the token is then used for one request only.
+    expiry_ = JwtExpiry(token_).value_or(0);
     return token_;
   }
 
@@ -73,7 +57,17 @@ class TokenSource {
   int64_t expiry_ = 0;
 };
 
-http::Response Forward(const std::string& target_url, TokenSource& tokens,
+struct Notifier {
+  std::mutex mu;
+  std::function<void(const std::string&)> fn;
+  void operator()(const std::string& line) {
+    if (!fn) return;
+    std::lock_guard lock(mu);
+    fn(line);
+  }
+};
+
+http::Response Forward(const std::string& target_url, TokenSource& tokens, Notifier& notice,
                        const http::Request& req) {
   auto token = tokens.Get();
   if (!token) {
@@ -99,6 +93,15 @@ http::Response Forward(const std::string& target_url, TokenSource& tokens,
   for (const auto& f : resp->headers) {
     if (!DropResponseField(f.name)) r.headers.Add(f.name, f.value);
   }
+  // Our server replaces X-Request-Id with its own; keep the gateway's, which is what
+  // `moat logging explain` looks up.
+  std::string gateway_id(resp->headers.Get("X-Request-Id"));
+  if (!gateway_id.empty()) r.headers.Add("X-Moat-Gateway-Request-Id", gateway_id);
+  if (r.status == 401 || r.status == 403) {
+    notice(req.method + " " + req.path + " → " + std::to_string(r.status) +
+           (gateway_id.empty() ? std::string()
+                               : "; run `moat logging explain " + gateway_id + "` to see why"));
+  }
   r.body = std::move(resp->body);
   return r;
 }
@@ -111,6 +114,10 @@ class HttpProxyRunner : public ProxyRunner {
       return InvalidArgument("proxy address `" + o.listen_addr + "` must be HOST:PORT");
     }
     std::string host = o.listen_addr.substr(0, colon);
+    if (host != "127.0.0.1" && host != "::1" && host != "[::1]") {
+      return InvalidArgument("the proxy listens on loopback only, not `" + host + "`");
+    }
+    if (host == "[::1]") host = "::1";
     int port = std::atoi(o.listen_addr.c_str() + colon + 1);
     if (port <= 0 || port > 65535) {
       return InvalidArgument("flag `--port` must be 1..65535, not `" +
@@ -122,8 +129,10 @@ class HttpProxyRunner : public ProxyRunner {
 
     auto router = std::make_shared<http::Router>();
     std::string target = o.target_url;
-    auto handler = [target, tokens](const http::Request& req) {
-      return Forward(target, *tokens, req);
+    auto notice = std::make_shared<Notifier>();
+    notice->fn = o.notice;
+    auto handler = [target, tokens, notice](const http::Request& req) {
+      return Forward(target, *tokens, *notice, req);
     };
     for (const char* m : {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}) {
       MOAT_CHECK_OK(router->Add(m, "/{path=**}", handler, /*blocking=*/true));

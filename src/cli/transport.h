@@ -58,10 +58,16 @@ class Signer {
 // `target_url`, adding `Authorization: Bearer <token()>` (token() returns a fresh ID token,
 // minting a new one when the previous nears expiry). Blocks until interrupted (Ctrl-C), then
 // returns Ok.
+// The runner refuses a non-loopback listen address. Each response carries the gateway's
+// request id as X-Moat-Gateway-Request-Id (the proxy's own server sets X-Request-Id); a 401 or
+// 403 is reported through `notice` (one line naming `moat logging explain ID`).
 struct ProxyOptions {
   std::string listen_addr;  // "127.0.0.1:8080"
   std::string target_url;   // the service URL
   std::function<Result<std::string>()> token;
+  // One human-readable line per refused request; called from the proxy's threads, one call at
+  // a time. May be empty.
+  std::function<void(const std::string&)> notice;
 };
 
 class ProxyRunner {

@@ -40,5 +40,26 @@ TEST(CliWiring, TransportReportsUnreachableServer) {
   EXPECT_FALSE(r);
 }
 
+TEST(CliWiring, ProxyRefusesANonLoopbackAddressBeforeMintingAToken) {
+  int mints = 0;
+  ProxyOptions o{"0.0.0.0:8080", "http://svc", [&mints]() -> Result<std::string> {
+                   ++mints;
+                   return std::string("tok");
+                 }};
+  Status st = MakeHttpProxyRunner()->Run(o);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().code, Code::kInvalidArgument);
+  EXPECT_NE(st.error().message.find("loopback"), std::string::npos) << st.error().message;
+  EXPECT_EQ(mints, 0);
+}
+
+TEST(CliWiring, ProxyThatCannotGetATokenFailsBeforeListening) {
+  ProxyOptions o{"127.0.0.1:1", "http://svc",
+                 []() -> Result<std::string> { return PermissionDenied("no getOpenIdToken"); }};
+  Status st = MakeHttpProxyRunner()->Run(o);
+  ASSERT_FALSE(st);
+  EXPECT_EQ(st.error().message, "no getOpenIdToken");
+}
+
 }  // namespace
 }  // namespace moat::cli
