@@ -8,7 +8,9 @@
 #   upstream          nginx, 1 worker, `return 200` with a small body            (CPU 1)
 #   nginx-proxy       nginx proxy_pass to the upstream, keep-alive pool, 1 worker (CPU 0)
 #   nginx-authreq     nginx auth_request: every request first asks an external verifier, here
-#                     Moat's gateway (a private service answering 204), then proxy_passes (CPU 0)
+#                     Moat's forward-auth listener (--forward-auth-addr: X-Forwarded-Host picks
+#                     the same private service, the same token is verified), then proxy_passes
+#                     (CPU 0; Moat's thread shares it, as the verifier would in practice)
 #   moat              moat serve --threads 1, a private service fronting the upstream   (CPU 0)
 #   wrk               1 thread, C connections, D seconds per run                       (CPU 1)
 # The proxies under test share CPU 0, one at a time; wrk and the upstream share CPU 1. Runs
@@ -16,7 +18,9 @@
 # file, for both) and off. Then memory per idle keep-alive connection: N connections, each
 # after one request, RSS delta of the proxy process.
 #
-# Environment: ROUNDS (3), DURATION (5s), CONNS (64), IDLE_CONNS (5000).
+# Environment: ROUNDS (3), DURATION (5s), CONNS (64), IDLE_CONNS (5000), PERF_OUT (unset: when
+# set to a file, Moat is also profiled with `perf record -g` during one extra wrk run with access
+# logs off, and `perf report` text goes to that file).
 set -euo pipefail
 moat=$(realpath "${1:-build/moat}")
 rounds=${ROUNDS:-3}
@@ -41,12 +45,12 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 up_port=$(free_port); px_port=$(free_port); ar_port=$(free_port)
-gw_port=$(free_port); api_port=$(free_port)
+gw_port=$(free_port); api_port=$(free_port); fa_port=$(free_port)
 
 # --- Moat ---------------------------------------------------------------------------------
 start_moat() {  # $1: extra flags
   taskset -c 0 "$moat" serve --home "$work/home" --gateway-addr "127.0.0.1:$gw_port" \
-    --api-addr "127.0.0.1:$api_port" --threads 1 $1 >"$work/moat.out" 2>"$work/moat.log" &
+    --api-addr "127.0.0.1:$api_port" --forward-auth-addr "127.0.0.1:$fa_port" --threads 1 $1 >"$work/moat.out" 2>"$work/moat.log" &
   moat_pid=$!
   pids+=("$moat_pid")
   for _ in $(seq 1 200); do
@@ -73,7 +77,7 @@ http {
   fastcgi_temp_path $work/$1.fcgi; uwsgi_temp_path $work/$1.uwsgi; scgi_temp_path $work/$1.scgi;
   keepalive_requests 1000000;
   upstream up { server 127.0.0.1:$up_port; keepalive 256; }
-  upstream moat { server 127.0.0.1:$gw_port; keepalive 256; }
+  upstream moat_fa { server 127.0.0.1:$fa_port; keepalive 256; }
   $3
 }
 EOF
@@ -100,12 +104,20 @@ proxy_block() {
   echo "server { listen 127.0.0.1:$px_port; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
 }
 
-run_wrk() {  # $1 url, $2.. extra wrk args → "rps p50_ms p99_ms"
-  local url=$1; shift
-  taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url" | awk '
+# CPU time (user+system clock ticks) of the given processes: a load-independent cost measure.
+hz=$(getconf CLK_TCK)
+cpu_ticks() { local t=0 p; for p in $1; do t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
+run_wrk() {  # $1 url, $2 "pids" of the layer under test, $3.. extra wrk args
+             # → "rps p50_ms p99_ms non2xx cpu_us_per_request"
+  local url=$1 pids=$2; shift 2
+  local c0 c1 out
+  c0=$(cpu_ticks "$pids")
+  out=$(taskset -c 1 wrk -t1 -c"$conns" -d"$duration" --latency "$@" "$url")
+  c1=$(cpu_ticks "$pids")
+  echo "$out" | awk -v ticks=$((c1 - c0)) -v hz="$hz" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
-    /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2}
-    /Non-2xx/ {bad=$NF} END {printf "%s %.2f %.2f %s\n", rps, p50, p99, bad+0}'
+    /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2} / requests in / {n=$1}
+    /Non-2xx/ {bad=$NF} END {printf "%s %.2f %.2f %s %.1f\n", rps, p50, p99, bad+0, n ? ticks*1e6/hz/n : 0}'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -115,25 +127,24 @@ bench_round() {  # $1 label suffix (logs on|off)
   stop_nginx proxy; nginx_conf proxy "$logs" "$(proxy_block)"; start_nginx proxy 0
   stop_nginx authreq; nginx_conf authreq "$logs" "$(authreq_block)"; start_nginx authreq 0
   for r in $(seq 1 "$rounds"); do
-    results[direct,$logs]+="$(run_wrk "http://127.0.0.1:$up_port/")"$'\n'
-    results[nginx_proxy_pass,$logs]+="$(run_wrk "http://127.0.0.1:$px_port/")"$'\n'
-    results[nginx_auth_request,$logs]+="$(run_wrk "http://127.0.0.1:$ar_port/" -H "Authorization: Bearer $token")"$'\n'
-    results[moat,$logs]+="$(run_wrk "http://127.0.0.1:$gw_port/" -H "Host: $host" -H "Authorization: Bearer $token")"$'\n'
+    results[direct,$logs]+="$(run_wrk "http://127.0.0.1:$up_port/" "$(worker_pid upstream)")"$'\n'
+    results[nginx_proxy_pass,$logs]+="$(run_wrk "http://127.0.0.1:$px_port/" "$(worker_pid proxy)")"$'\n'
+    results[nginx_auth_request,$logs]+="$(run_wrk "http://127.0.0.1:$ar_port/" "$(worker_pid authreq) $moat_pid" -H "Authorization: Bearer $token")"$'\n'
+    results[moat,$logs]+="$(run_wrk "http://127.0.0.1:$gw_port/" "$moat_pid" -H "Host: $host" -H "Authorization: Bearer $token")"$'\n'
   done
 }
 
-# The auth_request target: Moat verifying the same token for a private service whose upstream
-# answers 204 (same audience as the proxied service, so the token is valid for both).
-"$moat" run deploy authz --upstream "http://127.0.0.1:$up_port" --region us-central1 \
-  --project bench --no-allow-unauthenticated --add-custom-audiences="$url" --quiet >/dev/null
-authz_url=$("$moat" run services describe authz --region us-central1 --project bench --format='value(uri)')
-authz_host=${authz_url#http://}; authz_host=${authz_host%:*}
-host_for_auth=$authz_host
+# The auth_request target: Moat's forward-auth listener, asked about the same private service
+# (X-Forwarded-Host = its host) with the caller's own Authorization header — the snippet of
+# docs/operations.md. nginx would normally send X-Forwarded-Host \$host; here the benchmark's
+# clients use 127.0.0.1, so the service's host is set explicitly.
 authreq_block() {
   echo "server { listen 127.0.0.1:$ar_port;
     location / { auth_request /_auth; proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; }
-    location = /_auth { internal; proxy_pass http://moat/authz; proxy_http_version 1.1;
-      proxy_set_header Connection \"\"; proxy_set_header Host $host_for_auth;
+    location = /_auth { internal; proxy_pass http://moat_fa; proxy_http_version 1.1;
+      proxy_set_header Connection \"\"; proxy_set_header X-Forwarded-Host $host;
+      proxy_set_header X-Forwarded-Method \$request_method; proxy_set_header X-Forwarded-Uri \$request_uri;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
       proxy_pass_request_body off; proxy_set_header Content-Length \"\"; } }"
 }
 # Sanity: every setup answers 200 before measuring.
@@ -143,6 +154,7 @@ check() { local code; code=$(curl -s -o /dev/null -w '%{http_code}' "$@"); [ "$c
 check "http://127.0.0.1:$px_port/"
 check -H "Authorization: Bearer $token" "http://127.0.0.1:$ar_port/"
 check -H "Host: $host" -H "Authorization: Bearer $token" "http://127.0.0.1:$gw_port/"
+check -H "X-Forwarded-Host: $host" -H "Authorization: Bearer $token" "http://127.0.0.1:$fa_port/"
 [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$ar_port/")" = 403 ] || { echo "bench-gateway: auth_request without a token was not refused" >&2; exit 1; }
 
 bench_round on
@@ -150,22 +162,41 @@ stop_moat; start_moat "--no-access-log"
 bench_round off
 
 report() {
-  printf '\n%-20s %-5s %10s %9s %9s %8s %8s\n' setup logs req/s p50_ms p99_ms "vs_pp" "non2xx"
+  # cpu_us: CPU time per request of the layer under test (direct: the upstream worker;
+  # auth_request: the nginx worker plus Moat's forward-auth), median over rounds.
+  printf '\n%-20s %-5s %10s %9s %9s %8s %8s %8s\n' setup logs req/s p50_ms p99_ms "vs_pp" "non2xx" cpu_us
   for logs in on off; do
     local pp; pp=$(printf '%s' "${results[nginx_proxy_pass,$logs]}" | awk 'NF{print $1}' | median)
     for s in direct nginx_proxy_pass nginx_auth_request moat; do
       local data=${results[$s,$logs]}
-      local rps p50 p99 bad
+      local rps p50 p99 bad cpu
       rps=$(printf '%s' "$data" | awk 'NF{print $1}' | median)
       p50=$(printf '%s' "$data" | awk 'NF{print $2}' | median)
       p99=$(printf '%s' "$data" | awk 'NF{print $3}' | median)
       bad=$(printf '%s' "$data" | awk 'NF{s+=$4} END{print s+0}')
-      printf '%-20s %-5s %10.0f %9.2f %9.2f %8.2f %8s\n' "$s" "$logs" "$rps" "$p50" "$p99" \
-        "$(awk -v a="$rps" -v b="$pp" 'BEGIN{print a/b}')" "$bad"
+      cpu=$(printf '%s' "$data" | awk 'NF{print $5}' | median)
+      printf '%-20s %-5s %10.0f %9.2f %9.2f %8.2f %8s %8.1f\n' "$s" "$logs" "$rps" "$p50" "$p99" \
+        "$(awk -v a="$rps" -v b="$pp" 'BEGIN{print a/b}')" "$bad" "$cpu"
     done
   done
 }
 report
+
+if [ -n "${PERF_OUT:-}" ]; then
+  command -v perf >/dev/null || { echo "bench-gateway: perf is missing" >&2; exit 1; }
+  perf record -g -o "$work/perf.data" -p "$moat_pid" -- sleep 4 >/dev/null 2>&1 &
+  perf_pid=$!
+  run_wrk "http://127.0.0.1:$gw_port/" "$moat_pid" -H "Host: $host" -H "Authorization: Bearer $token" >/dev/null
+  wait "$perf_pid" || true
+  {
+    echo "# by binary (kernel vs user space)"
+    perf report -i "$work/perf.data" --no-children --sort dso --stdio -g none 2>/dev/null
+    echo "# by function (>= 0.4%)"
+    perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio -g none \
+      --percent-limit 0.4 2>/dev/null
+  } | grep -v '^$' | sed -E 's/[[:space:]]+-[[:space:]]+-[[:space:]]*$//; s/[[:space:]]+$//' | cut -c1-160 >"$PERF_OUT" || true
+  echo "perf profile of moat written to $PERF_OUT"
+fi
 
 # --- memory per idle keep-alive connection -------------------------------------------------
 idle_rss() {  # $1 pid, $2 port, $3 host header, $4 auth → KiB per connection

@@ -47,7 +47,9 @@ struct GateRequest {
 
 struct GateDecision {
   bool allowed = false;
-  TokenHeader token_header = TokenHeader::kNone;  // allow only
+  // Allow: the header whose token was verified (and is forwarded). Deny: the header the token
+  // was taken from (kNone when the request carried none), for logs and the audit entry.
+  TokenHeader token_header = TokenHeader::kNone;
   std::string principal;  // allow: e.g. "serviceAccount:sa@p.iam.gserviceaccount.com", for logs
   int status = 403;       // deny: 401, 403 or 503
   std::string reason;     // deny: for logs/audit only
@@ -60,11 +62,13 @@ struct GateDecision {
     d.status = 0;
     return d;
   }
-  static GateDecision Deny(int status, std::string reason, std::string principal = {}) {
+  static GateDecision Deny(int status, std::string reason, std::string principal = {},
+                           TokenHeader h = TokenHeader::kNone) {
     GateDecision d;
     d.status = status;
     d.reason = std::move(reason);
     d.principal = std::move(principal);
+    d.token_header = h;
     return d;
   }
 };

@@ -313,6 +313,16 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   // Keep the entry alive for the whole request even if the table is swapped meanwhile.
   std::shared_ptr<const ServiceEntry> svc = *found;
   li.service = svc.get();
+  // Ingress is a network gate in front of IAM: a refused source never reaches the Gate (nor
+  // wakes a stopped service) and sees the page of a host that does not exist.
+  if (svc->ingress != Ingress::kAll &&
+      (svc->ingress == Ingress::kNone ||
+       !options_.internal_networks.Contains(HostOfRemote(ex.remote_addr)))) {
+    metrics_.CountIngressDenial(ex.worker);
+    li.decision = "deny";
+    li.reason = "ingress";
+    co_return co_await Reply(ex, li, 404, ErrorPage(404), true);
+  }
 
   const http::Headers& h = ex.head.headers;
   if (h.Count("authorization") > 1 || h.Count("x-serverless-authorization") > 1) {
@@ -339,6 +349,7 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
     int status = (d.status == 401 || d.status == 403 || d.status == 503) ? d.status : 403;
     li.decision = "deny";
     li.reason = d.reason;
+    li.token_header = d.token_header;
     metrics_.CountDenial(ex.worker, status);
     if (hook_) {
       try {

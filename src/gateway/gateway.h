@@ -1,6 +1,7 @@
 // The data plane: an IAM-enforcing reverse proxy. For each request on the gateway listener:
-// route by Host (RouteTableHolder) → 404 page if unknown; ask the Gate on the head only →
-// 401/403/503 Cloud Run pages (the body is never forwarded, the connection is closed when a
+// route by Host (RouteTableHolder) → 404 page if unknown; the service's ingress setting → 404
+// page when the caller's address may not reach it (decided before the Gate); ask the Gate on
+// the head only → 401/403/503 Cloud Run pages (the body is never forwarded, the connection is closed when a
 // body was announced); otherwise forward to the service's upstream over a per-worker
 // keep-alive pool, streaming bodies both ways, WebSocket upgrades tunnelled after the same
 // check.
@@ -28,6 +29,7 @@
 #include <string>
 
 #include "gateway/gate.h"
+#include "gateway/networks.h"
 #include "gateway/route_table.h"
 
 namespace moat::http {
@@ -44,6 +46,9 @@ struct GatewayOptions {
   size_t max_idle_upstream_connections = 64;  // per upstream, per worker
   bool access_log = true;                     // one JSON line per request
   bool strip_google_headers = true;           // drop client-sent X-Google-* (GOOGLE.md §11.3)
+  // Remote addresses whose requests count as internal traffic for services with internal
+  // ingress (`moat serve --internal-networks`).
+  IpNetworks internal_networks = IpNetworks::Loopback();
 };
 
 // Read-your-writes for the data plane: a request carrying `X-Moat-Min-Revision: N` is decided

@@ -210,7 +210,7 @@ class FakeGate : public Gate {
       return GateDecision::Allow(th, "user:alice@example.com");
     }
     if (*tok == std::string("Bearer ") + kOther) {
-      return GateDecision::Deny(403, "lacks run.routes.invoke", "user:bob@example.com");
+      return GateDecision::Deny(403, "lacks run.routes.invoke", "user:bob@example.com", th);
     }
     if (*tok == std::string("Bearer ") + kDown) return GateDecision::Deny(503, "issuer down");
     return GateDecision::Deny(401, "bad signature");
@@ -237,7 +237,7 @@ class GatewayTest : public ::testing::Test {
     gateway_->SetDenialHook([this](const GateRequest& r, const GateDecision& d) {
       std::lock_guard lock(mu_);
       denials_.push_back(std::string(r.request_id) + " " + std::to_string(d.status) + " " +
-                         d.reason);
+                         d.reason + " [" + std::string(TokenHeaderName(d.token_header)) + "]");
     });
     http::ServerOptions so;
     so.threads = 2;
@@ -878,6 +878,183 @@ TEST_F(GatewayTest, RefusedUpstreamOfACommandServiceWaitsForItsRestart) {
   EXPECT_EQ(r->body, "restarted");
   EXPECT_EQ(restarting->activations.load(), 1);
   if (relay_thread.joinable()) relay_thread.join();
+}
+
+
+// --- ingress --------------------------------------------------------------------------------
+
+TEST(GatewayNetworks, ParsesCidrListsAndMatchesAddresses) {
+  auto n = IpNetworks::Parse(" 10.0.0.0/8, 192.168.1.7 ,fd00::/8,::1/128");
+  ASSERT_TRUE(n) << n.error().message;
+  EXPECT_EQ(n->ToString(), "10.0.0.0/8,192.168.1.7/32,fd00::/8,::1/128");
+  EXPECT_TRUE(n->Contains("10.0.0.1"));
+  EXPECT_TRUE(n->Contains("10.255.255.255"));
+  EXPECT_FALSE(n->Contains("11.0.0.1"));
+  EXPECT_TRUE(n->Contains("192.168.1.7"));
+  EXPECT_FALSE(n->Contains("192.168.1.8"));
+  EXPECT_TRUE(n->Contains("fd12:3456::1"));
+  EXPECT_FALSE(n->Contains("fe80::1"));
+  EXPECT_TRUE(n->Contains("::1"));
+  EXPECT_FALSE(n->Contains("127.0.0.1"));
+  EXPECT_TRUE(n->Contains("::ffff:10.1.2.3"));  // IPv4-mapped: matched as IPv4
+  EXPECT_FALSE(n->Contains(""));
+  EXPECT_FALSE(n->Contains("not-an-ip"));
+  EXPECT_FALSE(n->Contains("10.0.0.1:80"));  // callers pass the address only
+
+  auto odd = IpNetworks::Parse("0.0.0.0/0,10.1.128.0/17");
+  ASSERT_TRUE(odd);
+  EXPECT_TRUE(odd->Contains("8.8.8.8"));
+  EXPECT_FALSE(odd->Contains("::2"));  // an IPv4 network never matches IPv6
+
+  auto lo = IpNetworks::Loopback();
+  EXPECT_EQ(lo.ToString(), "127.0.0.0/8,::1/128");
+  EXPECT_TRUE(lo.Contains("127.0.0.1"));
+  EXPECT_TRUE(lo.Contains("127.9.9.9"));
+  EXPECT_TRUE(lo.Contains("::1"));
+  EXPECT_FALSE(lo.Contains("10.0.0.1"));
+
+  auto none = IpNetworks::Parse("  ");
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
+  EXPECT_FALSE(none->Contains("127.0.0.1"));
+  EXPECT_FALSE(IpNetworks().Contains("127.0.0.1"));
+
+  for (std::string_view bad : {"10.0.0.0/33", "10.0.0.1/8", "10.0.0.0/", "10.0.0.0/x",
+                               "10.0.0.0/8,", ",10.0.0.0/8", "300.0.0.0/8", "fd00::/129",
+                               "example.com", "10.0.0.0/8/8", "fe80::1%eth0", "10.0.0.0/0008"}) {
+    auto r = IpNetworks::Parse(bad);
+    EXPECT_FALSE(r) << bad;
+    if (!r) {
+      EXPECT_EQ(r.error().code, Code::kInvalidArgument) << bad;
+    }
+  }
+  EXPECT_NE(IpNetworks::Parse("10.0.0.1/8").error().message.find("`10.0.0.1/8`"),
+            std::string::npos);
+
+  EXPECT_EQ(HostOfRemote("127.0.0.1:5555"), "127.0.0.1");
+  EXPECT_EQ(HostOfRemote("[::1]:5555"), "::1");
+  EXPECT_EQ(HostOfRemote("::1"), "::1");
+  EXPECT_EQ(HostOfRemote("10.0.0.1"), "10.0.0.1");
+  EXPECT_EQ(HostOfRemote("[::1"), "");
+}
+
+TEST(GatewayIngress, ParsesCloudRunValuesAndFailsClosed) {
+  EXPECT_EQ(ParseIngress(""), Ingress::kAll);
+  EXPECT_EQ(ParseIngress("INGRESS_TRAFFIC_ALL"), Ingress::kAll);
+  EXPECT_EQ(ParseIngress("INGRESS_TRAFFIC_UNSPECIFIED"), Ingress::kAll);
+  EXPECT_EQ(ParseIngress("INGRESS_TRAFFIC_INTERNAL_ONLY"), Ingress::kInternal);
+  EXPECT_EQ(ParseIngress("INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"), Ingress::kInternal);
+  EXPECT_EQ(ParseIngress("INGRESS_TRAFFIC_NONE"), Ingress::kNone);
+  EXPECT_EQ(ParseIngress("ingress_traffic_all"), Ingress::kNone);  // unknown → closed
+  EXPECT_EQ(ParseIngress("SOMETHING_NEW"), Ingress::kNone);
+}
+
+class GatewayIngressTest : public GatewayTest {
+ protected:
+  // Restarts the gateway with `internal` as its internal networks and a table of one service
+  // per ingress mode (each with an activator, to show a refused source never wakes one).
+  void Restart(IpNetworks internal) {
+    server_->Stop();
+    server_.reset();
+    GatewayOptions go;
+    go.access_log = getenv("MOAT_TEST_ACCESS_LOG") != nullptr;
+    go.internal_networks = std::move(internal);
+    gateway_ = std::make_unique<Gateway>(go, routes_, gate_);
+    http::ServerOptions so;
+    so.threads = 2;
+    server_ = std::make_unique<http::Server>(so, gateway_->handler());
+    ASSERT_TRUE(server_->Start());
+    auto t = std::make_shared<RouteTable>();
+    for (auto [host, mode] : {std::pair{"all.r.run.localhost", Ingress::kAll},
+                              std::pair{"internal.r.run.localhost", Ingress::kInternal},
+                              std::pair{"none.r.run.localhost", Ingress::kNone}}) {
+      auto e = std::make_shared<ServiceEntry>();
+      e->name = std::string("projects/p/locations/r/services/") + host;
+      e->upstream_host = "127.0.0.1";
+      e->upstream_port = upstream_.port();
+      e->ingress = mode;
+      auto a = std::make_shared<FakeActivator>(true);
+      a->ready = true;
+      activators_.push_back(a);
+      e->activator = a;
+      ASSERT_TRUE(t->Add(host, e));
+    }
+    routes_->Set(t);
+  }
+  int Status(const std::string& host) {
+    RawClient c(port());
+    auto r = Send(c, Get("/", std::string("Authorization: Bearer ") + kGood + "\r\n", host));
+    if (!r) return 0;
+    if (r->head.status == 404) {
+      EXPECT_EQ(r->body, ErrorPage(404));
+    }
+    return r->head.status;
+  }
+  std::vector<std::shared_ptr<FakeActivator>> activators_;
+};
+
+TEST_F(GatewayIngressTest, InternalOnlyServicesRefuseOutsideCallersWith404BeforeTheGate) {
+  // 127.0.0.1 is not internal here.
+  Restart(*IpNetworks::Parse("10.0.0.0/8,::1/128"));
+  EXPECT_EQ(Status("all.r.run.localhost"), 200);
+  EXPECT_EQ(gate_->calls.load(), 1);
+  EXPECT_EQ(Status("internal.r.run.localhost"), 404);
+  EXPECT_EQ(Status("none.r.run.localhost"), 404);
+  EXPECT_EQ(gate_->calls.load(), 1);  // refused before the Gate was asked
+  EXPECT_EQ(activators_[1]->touches.load(), 0);
+  EXPECT_EQ(activators_[2]->touches.load(), 0);
+  ASSERT_TRUE(upstream_.WaitSeen(1));
+  EXPECT_EQ(upstream_.seen().size(), 1u);
+  {
+    // The connection stays usable after an ingress refusal.
+    RawClient c(port());
+    auto r = Send(c, Get("/", "", "internal.r.run.localhost"));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 404);
+    auto r2 = Send(c, Get("/", std::string("Authorization: Bearer ") + kGood + "\r\n",
+                          "all.r.run.localhost"));
+    ASSERT_TRUE(r2);
+    EXPECT_EQ(r2->head.status, 200);
+  }
+  std::string metrics = gateway_->RenderMetrics();
+  EXPECT_NE(metrics.find("moat_gateway_ingress_denials_total 3\n"), std::string::npos)
+      << metrics;
+  EXPECT_NE(metrics.find("moat_gateway_unknown_host_total 0\n"), std::string::npos) << metrics;
+}
+
+TEST_F(GatewayIngressTest, InternalCallersPassIngressAndStillFaceTheGate) {
+  Restart(IpNetworks::Loopback());
+  EXPECT_EQ(Status("all.r.run.localhost"), 200);
+  EXPECT_EQ(Status("internal.r.run.localhost"), 200);
+  EXPECT_EQ(Status("none.r.run.localhost"), 404);  // NONE refuses everyone
+  EXPECT_EQ(gate_->calls.load(), 2);
+  // Passing ingress is not authorization: a caller without a token is still refused.
+  RawClient c(port());
+  auto r = Send(c, Get("/", "", "internal.r.run.localhost"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 403);
+  EXPECT_EQ(activators_[1]->touches.load(), 1);
+}
+
+TEST_F(GatewayTest, DenialsCarryTheTokenHeaderToTheHook) {
+  RawClient c(port());
+  auto r = Send(c, Get("/", std::string("X-Serverless-Authorization: Bearer ") + kOther + "\r\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 403);
+  auto r2 = Send(c, Get("/", std::string("Authorization: Bearer ") + kOther + "\r\n"));
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->head.status, 403);
+  auto r3 = Send(c, Get("/", ""));
+  ASSERT_TRUE(r3);
+  EXPECT_EQ(r3->head.status, 403);
+  std::lock_guard lock(mu_);
+  ASSERT_EQ(denials_.size(), 3u);
+  EXPECT_NE(denials_[0].find(" 403 lacks run.routes.invoke [X-Serverless-Authorization]"),
+            std::string::npos)
+      << denials_[0];
+  EXPECT_NE(denials_[1].find(" 403 lacks run.routes.invoke [Authorization]"), std::string::npos)
+      << denials_[1];
+  EXPECT_NE(denials_[2].find(" 403 no credential [none]"), std::string::npos) << denials_[2];
 }
 
 }  // namespace

@@ -21,6 +21,9 @@ void Metrics::CountDenial(size_t worker, int status) {
 }
 
 void Metrics::CountUnknownHost(size_t worker) { At(worker).unknown_host.fetch_add(1, kRelaxed); }
+void Metrics::CountIngressDenial(size_t worker) {
+  At(worker).ingress_denials.fetch_add(1, kRelaxed);
+}
 void Metrics::CountActivation(size_t worker) { At(worker).activations.fetch_add(1, kRelaxed); }
 
 void Metrics::CountUpstreamError(size_t worker, UpstreamError e) {
@@ -67,6 +70,11 @@ std::string Metrics::Render() const {
   out += "# TYPE moat_gateway_unknown_host_total counter\n";
   out += "moat_gateway_unknown_host_total " +
          std::to_string(sum([](const Shard& s) -> auto& { return s.unknown_host; })) + "\n";
+  out += "# HELP moat_gateway_ingress_denials_total Requests refused by the service's ingress "
+         "setting.\n";
+  out += "# TYPE moat_gateway_ingress_denials_total counter\n";
+  out += "moat_gateway_ingress_denials_total " +
+         std::to_string(sum([](const Shard& s) -> auto& { return s.ingress_denials; })) + "\n";
   out += "# HELP moat_gateway_activations_total Requests that started or waited for a command "
          "service (cold starts).\n";
   out += "# TYPE moat_gateway_activations_total counter\n";

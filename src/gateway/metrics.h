@@ -26,6 +26,8 @@ class Metrics {
   // status: 401 → "unauthenticated", 403 → "forbidden", 503 → "unavailable".
   void CountDenial(size_t worker, int status);
   void CountUnknownHost(size_t worker);
+  // A request refused by the service's ingress setting (404).
+  void CountIngressDenial(size_t worker);
   // A request that had to start (or wait for) a command-run service.
   void CountActivation(size_t worker);
   void CountUpstreamError(size_t worker, UpstreamError e);
@@ -40,6 +42,7 @@ class Metrics {
     std::atomic<uint64_t> requests[6] = {};  // [0] other, [1..5] 1xx..5xx
     std::atomic<uint64_t> denials[3] = {};
     std::atomic<uint64_t> unknown_host{0};
+    std::atomic<uint64_t> ingress_denials{0};
     std::atomic<uint64_t> activations{0};
     std::atomic<uint64_t> upstream_errors[4] = {};
     std::atomic<uint64_t> latency_buckets[kLatencyBuckets.size() + 1] = {};

@@ -2,6 +2,16 @@
 
 namespace moat::gateway {
 
+Ingress ParseIngress(std::string_view v) {
+  if (v.empty() || v == "INGRESS_TRAFFIC_ALL" || v == "INGRESS_TRAFFIC_UNSPECIFIED") {
+    return Ingress::kAll;
+  }
+  if (v == "INGRESS_TRAFFIC_INTERNAL_ONLY" || v == "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER") {
+    return Ingress::kInternal;
+  }
+  return Ingress::kNone;
+}
+
 std::string_view RouteTable::Normalize(std::string_view host, char* buf, size_t buf_size) {
   if (host.empty()) return {};
   if (host.front() == '[') {

@@ -41,6 +41,16 @@ class Activator {
   virtual void Activate(std::chrono::milliseconds timeout, std::function<void(bool ready)> done) = 0;
 };
 
+// Cloud Run's `ingress` (GOOGLE.md §1.6), a network gate applied before IAM. Moat has no VPC:
+// "internal" means the caller's address is in GatewayOptions::internal_networks.
+enum class Ingress : uint8_t {
+  kAll,       // INGRESS_TRAFFIC_ALL (and UNSPECIFIED, Cloud Run's default): anyone
+  kInternal,  // INGRESS_TRAFFIC_INTERNAL_ONLY, INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER
+  kNone,      // INGRESS_TRAFFIC_NONE, and any value Moat does not know (fail closed)
+};
+// The run v2 enum name → Ingress; "" is INGRESS_TRAFFIC_ALL.
+Ingress ParseIngress(std::string_view value);
+
 // What the gateway knows about one service.
 struct ServiceEntry {
   std::string name;           // "projects/P/locations/R/services/S"
@@ -49,6 +59,7 @@ struct ServiceEntry {
   std::chrono::milliseconds request_timeout{300'000};  // Cloud Run's default; → 504
   std::vector<std::string> audiences;  // accepted token audiences (URLs + custom audiences)
   bool invoker_iam_disabled = false;   // for the Gate
+  Ingress ingress = Ingress::kAll;     // checked before the Gate; refused → 404
   // Opaque per-service data owned by the Gate implementation (e.g. a compiled policy).
   std::shared_ptr<const void> gate_context;
   // Command-run services: starts the process on demand; null for upstream-URL services.

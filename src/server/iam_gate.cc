@@ -71,10 +71,12 @@ gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
   std::string_view token = header ? BearerToken(*header) : std::string_view();
   if (token.empty()) {
     return GateDecision::Deny(
-        403, header ? "the " + std::string(gateway::TokenHeaderName(which)) +
-                          " header does not carry a bearer token"
-                    : "the request was not authenticated: no bearer token and the service is "
-                      "not public");
+        403,
+        header ? "the " + std::string(gateway::TokenHeaderName(which)) +
+                     " header does not carry a bearer token"
+               : "the request was not authenticated: no bearer token and the service is "
+                 "not public",
+        {}, which);
   }
 
   identity::VerifyRequest vr;
@@ -90,7 +92,8 @@ gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
   if (!verified) {
     const auto& f = verified.error();
     int status = f.code == Code::kUnavailable ? 503 : 401;
-    return GateDecision::Deny(status, "token refused (" + f.reason + "): " + f.message);
+    return GateDecision::Deny(status, "token refused (" + f.reason + "): " + f.message, {},
+                              which);
   }
   const identity::Identity& id = **verified;
 
@@ -105,7 +108,7 @@ gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
   auto decision = view.iam->Check(it->second, req.service.name, invoke, now);
   if (decision.allowed) return GateDecision::Allow(which, id.member);
   auto explained = view.iam->Check(it->second, req.service.name, invoke, now, iam::Explain::kYes);
-  return GateDecision::Deny(403, explained.ToString(), id.member);
+  return GateDecision::Deny(403, explained.ToString(), id.member, which);
 }
 
 }  // namespace moat::server

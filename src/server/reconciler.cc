@@ -150,6 +150,7 @@ void Reconciler::Reconcile(const state::View& view) {
     entry->request_timeout = spec.timeout;
     entry->audiences = state::AudiencesFor(spec, gateway_base_);
     entry->invoker_iam_disabled = spec.invoker_iam_disabled;
+    entry->ingress = gateway::ParseIngress(spec.ingress);
     if (spec.runs_command()) {
       auto status = supervisor_.GetStatus(spec.name);
       if (!status) continue;

@@ -4,7 +4,7 @@
 // delays policy updates) starts, restarts (new generation) or removes the command-run services
 // in the runtime Supervisor — each with its own metadata server, so the workload gets tokens
 // for its service account — and then publishes a new gateway RouteTable (Host → upstream,
-// timeout, accepted audiences, invokerIamDisabled).
+// timeout, accepted audiences, invokerIamDisabled, ingress).
 //
 // Thread-safety: Apply from any thread (it only hands the View over).
 #pragma once

@@ -17,6 +17,7 @@
 #include "api/routes.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "gateway/forward_auth.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
 #include "http/router.h"
@@ -54,9 +55,14 @@ const char kServeHelp[] =
     "  --api-url URL         public base URL of the API (default http://API-ADDR)\n"
     "  --issuer URL          OIDC issuer of minted tokens (default: the API URL)\n"
     "  --audit-allowed       also write an audit entry for every allowed gateway request\n"
+    "  --internal-networks CIDRS  comma-separated networks whose callers are internal traffic\n"
+    "                        for services with ingress `internal` (default\n"
+    "                        127.0.0.0/8,::1/128); others get 404 from those services\n"
     "  --threads N           worker threads per listener (default: all cores)\n"
     "  --no-access-log       no JSON access-log line per gateway request (denials are still\n"
     "                        audited)\n"
+    "  --forward-auth-addr H:P  also answer nginx auth_request / Traefik ForwardAuth questions\n"
+    "                        on H:P (X-Forwarded-Host/-Method/-Uri; default: off)\n"
     "  --scale-to-zero-after D  stop a command-run service unused for D (e.g. 15m); the next\n"
     "                        allowed request starts it again. Services with\n"
     "                        scaling.minInstanceCount >= 1 stay up (default 0: never)\n";
@@ -151,8 +157,19 @@ Result<ServeOptions> ParseServeFlags(const std::vector<std::string>& args) {
       MOAT_CHECK_OK(take(&o.api_url));
     } else if (a == "--issuer") {
       MOAT_CHECK_OK(take(&o.issuer));
+    } else if (a == "--internal-networks") {
+      MOAT_CHECK_OK(take(&o.internal_networks));
+      auto nets = gateway::IpNetworks::Parse(o.internal_networks);
+      if (!nets) {
+        return InvalidArgument("flag `--internal-networks`: " + nets.error().message);
+      }
     } else if (a == "--audit-allowed") {
       o.audit_allowed_requests = true;
+    } else if (a == "--forward-auth-addr") {
+      MOAT_CHECK_OK(take(&o.forward_auth_addr));
+      if (o.forward_auth_addr.empty()) {
+        return InvalidArgument("flag `--forward-auth-addr` must be HOST:PORT");
+      }
     } else if (a == "--no-access-log") {
       o.access_log = false;
     } else if (a == "--scale-to-zero-after") {
@@ -259,6 +276,9 @@ int RunServe(const ServeOptions& in) {
   auto gate = std::make_shared<IamGate>(live, verifier, clock);
   gateway::GatewayOptions gw_options;
   gw_options.access_log = opt.access_log;
+  auto internal_networks = gateway::IpNetworks::Parse(opt.internal_networks);
+  if (!internal_networks) return fail(internal_networks.error());
+  gw_options.internal_networks = std::move(*internal_networks);
   gateway::Gateway gateway(gw_options, routes, gate);
   AuditSink audit(**store, opt.audit_allowed_requests);
   gateway.SetDenialHook([&audit](const gateway::GateRequest& r, const gateway::GateDecision& d) {
@@ -355,6 +375,32 @@ int RunServe(const ServeOptions& in) {
   http::Server gw_server(gw_server_opts, gateway.handler());
   if (auto st = gw_server.Start(); !st) return fail(st.error());
 
+  // --- forward-auth listener: the same routes, Gate and audit hook ---
+  std::unique_ptr<gateway::ForwardAuth> forward_auth;
+  std::unique_ptr<http::Server> fa_server;
+  if (!opt.forward_auth_addr.empty()) {
+    auto fa_addr = SplitAddr("--forward-auth-addr", opt.forward_auth_addr);
+    if (!fa_addr) return fail(fa_addr.error());
+    gateway::ForwardAuthOptions fa_options;
+    fa_options.access_log = opt.access_log;
+    fa_options.internal_networks = gw_options.internal_networks;
+    forward_auth = std::make_unique<gateway::ForwardAuth>(fa_options, routes, gate);
+    forward_auth->SetDenialHook(
+        [&audit](const gateway::GateRequest& r, const gateway::GateDecision& d) {
+          audit.RecordGatewayDecision(r, d);
+        });
+    http::ServerOptions fa_server_opts;
+    fa_server_opts.host = fa_addr->first;
+    fa_server_opts.port = fa_addr->second;
+    fa_server_opts.threads = opt.threads;
+    fa_server_opts.name = "forward-auth";
+    fa_server = std::make_unique<http::Server>(fa_server_opts, forward_auth->handler());
+    if (auto st = fa_server->Start(); !st) return fail(st.error());
+    log::Info("forward-auth listening",
+              {{"addr", UrlFor(fa_addr->first, static_cast<uint16_t>(fa_server->port()))}});
+  }
+  // --- end forward-auth listener ---
+
   // One line on stdout that scripts and tests wait for.
   std::printf("{\"gateway\":\"%s\",\"api\":\"%s\",\"home\":\"%s\"}\n", opt.gateway_url.c_str(),
               opt.api_url.c_str(), log::JsonEscape(home).c_str());
@@ -397,6 +443,7 @@ int RunServe(const ServeOptions& in) {
   }
   ticker.join();
   reconciler.Stop();  // answers requests waiting on X-Moat-Min-Revision while the gateway runs
+  if (fa_server) fa_server->Stop();
   gw_server.Stop();
   api_server.Stop();
   live.Stop();

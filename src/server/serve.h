@@ -23,7 +23,11 @@ struct ServeOptions {
   std::string api_url;
   std::string issuer;  // default: api_url
   bool audit_allowed_requests = false;
+  // Remote addresses that count as internal traffic for services whose ingress is
+  // INGRESS_TRAFFIC_INTERNAL_ONLY / _INTERNAL_LOAD_BALANCER (comma-separated CIDRs).
+  std::string internal_networks = "127.0.0.0/8,::1/128";
   bool access_log = true;
+  std::string forward_auth_addr;  // --forward-auth-addr; "" = no forward-auth listener
   std::chrono::milliseconds scale_to_zero_after{0};  // 0: command services run until removed  // --no-access-log turns the gateway's per-request line off
   int threads = 0;  // 0: all cores
   // The gateway's response body on a missing credential etc. stays Cloud Run's; these only

@@ -834,6 +834,10 @@ TEST_F(GatewayE2E, DeniedRequestCanBeExplained) {
   EXPECT_FALSE(reason.empty());
   EXPECT_NE(reason.find("run.routes.invoke"), std::string::npos) << reason;
   EXPECT_EQ(details.at("httpStatus"), bj::value(403)) << r.Describe();
+  // The token verified; the principal lacked the permission: the entry names the header.
+  EXPECT_EQ(details.if_contains("tokenHeader") ? *details.if_contains("tokenHeader") : bj::value(),
+            bj::value("Authorization"))
+      << r.Describe();
 
   // A 401 is explained with the token check that failed.
   http::ClientResponse bad = CallWithToken(svc, "garbage");
@@ -846,6 +850,23 @@ TEST_F(GatewayE2E, DeniedRequestCanBeExplained) {
   } while (std::chrono::steady_clock::now() < deadline);
   ASSERT_EQ(r.status, 200) << r.Describe();
   EXPECT_NE(r.body.find("token refused"), std::string::npos) << r.Describe();
+  EXPECT_NE(r.body.find("\"tokenHeader\":\"Authorization\""), std::string::npos)
+      << r.Describe();
+
+  // A token in X-Serverless-Authorization is named as such.
+  http::ClientResponse via_serverless = Call(
+      svc, {.headers = {{"X-Serverless-Authorization", "Bearer " + IdToken(c, svc.uri)}}});
+  ExpectForbiddenPage(via_serverless);
+  std::string vs_id(via_serverless.headers.Get("X-Request-Id"));
+  deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  do {
+    r = moat_->Api("GET", "/moat/v1/requests/" + vs_id + ":explain");
+    if (r.status != 404) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  } while (std::chrono::steady_clock::now() < deadline);
+  ASSERT_EQ(r.status, 200) << r.Describe();
+  EXPECT_NE(r.body.find("\"tokenHeader\":\"X-Serverless-Authorization\""), std::string::npos)
+      << r.Describe();
 
   // Unauthenticated callers learn nothing.
   ApiResponse anon = moat_->Api("GET", "/moat/v1/requests/" + id + ":explain", "", "");
@@ -935,11 +956,11 @@ TEST(GatewayColdStartE2E, IdleCommandServiceStopsAndTheNextAllowedRequestStartsI
 
   // Idle for the scale-to-zero period: the server says it stopped the service (polled).
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  while (moat->StderrTail(1 << 20).find("scaled an idle service to zero") == std::string::npos &&
+  while (moat->StderrTail(1 << 20).find("an idle service to zero") == std::string::npos &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));  // poll interval
   }
-  ASSERT_NE(moat->StderrTail(1 << 20).find("scaled an idle service to zero"), std::string::npos)
+  ASSERT_NE(moat->StderrTail(1 << 20).find("an idle service to zero"), std::string::npos)
       << moat->StderrTail();
 
   // The next request starts it again and is served.
@@ -950,6 +971,84 @@ TEST(GatewayColdStartE2E, IdleCommandServiceStopsAndTheNextAllowedRequestStartsI
   EXPECT_NE(metrics.body.find("moat_gateway_activations_total "), std::string::npos);
   EXPECT_EQ(metrics.body.find("moat_gateway_activations_total 0\n"), std::string::npos)
       << metrics.body;
+}
+
+}  // namespace
+}  // namespace moat::e2e
+
+namespace moat::e2e {
+namespace {
+
+// Ingress (GOOGLE.md §1.6): with --internal-networks excluding 127.0.0.1, a service whose
+// ingress is internal answers this test (a 127.0.0.1 caller) with Cloud Run's 404, even though
+// allUsers may invoke it; a default-ingress service next to it serves. With the default
+// networks (loopback is internal) the same kind of service serves.
+Service PublicService(MoatProcess& moat, const std::string& id, const FakeUpstream& up,
+                      const std::string& ingress, int64_t* revision) {
+  std::string extra = ingress.empty() ? "" : "\"ingress\":\"" + ingress + "\"";
+  Service svc = Must(moat.CreateService(kProject, kRegion, id,
+                                        "{\"upstream\":\"" + up.url() + "\"}", extra),
+                     "create service");
+  ApiResponse grant = moat.AddBinding(svc.path, "allUsers", "roles/run.invoker");
+  MustOk(grant, "grant allUsers");
+  *revision = std::max(*revision, grant.revision);
+  return svc;
+}
+
+TEST(GatewayIngressE2E, InternalIngressRefusesCallersOutsideTheInternalNetworksWith404) {
+  auto started = MoatProcess::Start(MOAT_BIN, {"--internal-networks=10.0.0.0/8,fd00::/8"});
+  ASSERT_TRUE(started) << started.error().message;
+  std::unique_ptr<MoatProcess> moat = std::move(*started);
+  FakeUpstream up;
+  int64_t rev = 0;
+  Service inside = PublicService(*moat, "inside", up, "INGRESS_TRAFFIC_INTERNAL_ONLY", &rev);
+  Service lb = PublicService(*moat, "lb", up, "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER", &rev);
+  Service open = PublicService(*moat, "open", up, "", &rev);
+
+  auto refused = moat->Gateway(inside.uri, {.min_revision = rev});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 404) << Describe(*refused);
+  EXPECT_NE(refused->body.find("404"), std::string::npos) << refused->body;
+  auto refused_lb = moat->Gateway(lb.uri, {.min_revision = rev});
+  ASSERT_TRUE(refused_lb);
+  EXPECT_EQ(refused_lb->status, 404) << Describe(*refused_lb);
+  EXPECT_TRUE(up.requests().empty()) << DescribeUpstream(up);
+
+  auto served = moat->Gateway(open.uri, {.min_revision = rev});
+  ASSERT_TRUE(served);
+  EXPECT_EQ(served->status, 200) << Describe(*served);
+  EXPECT_EQ(up.requests().size(), 1u) << DescribeUpstream(up);
+
+  // The access log names the reason; /metrics counts the refusals.
+  EXPECT_NE(moat->StderrTail(1 << 20).find("\"reason\":\"ingress\""), std::string::npos)
+      << moat->StderrTail();
+  ApiResponse metrics = moat->Api("GET", "/metrics");
+  EXPECT_NE(metrics.body.find("moat_gateway_ingress_denials_total 2\n"), std::string::npos)
+      << metrics.body;
+}
+
+TEST(GatewayIngressE2E, LoopbackIsInternalByDefault) {
+  auto started = MoatProcess::Start(MOAT_BIN);
+  ASSERT_TRUE(started) << started.error().message;
+  std::unique_ptr<MoatProcess> moat = std::move(*started);
+  FakeUpstream up;
+  int64_t rev = 0;
+  Service inside = PublicService(*moat, "inside", up, "INGRESS_TRAFFIC_INTERNAL_ONLY", &rev);
+  Service none = PublicService(*moat, "closed", up, "INGRESS_TRAFFIC_NONE", &rev);
+  auto served = moat->Gateway(inside.uri, {.min_revision = rev});
+  ASSERT_TRUE(served);
+  EXPECT_EQ(served->status, 200) << Describe(*served);
+  auto refused = moat->Gateway(none.uri, {.min_revision = rev});
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 404) << Describe(*refused);
+  EXPECT_EQ(up.requests().size(), 1u) << DescribeUpstream(up);
+}
+
+TEST(GatewayIngressE2E, BadInternalNetworksFlagIsRefusedAtStart) {
+  auto started = MoatProcess::Start(MOAT_BIN, {"--internal-networks=10.0.0.1/8"});
+  ASSERT_FALSE(started);
+  EXPECT_NE(started.error().message.find("--internal-networks"), std::string::npos)
+      << started.error().message;
 }
 
 }  // namespace
