@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdlib>
@@ -192,7 +193,10 @@ struct Supervisor::Impl {
   struct Entry {
     ProcessSpec spec;
     LaunchPlan plan;
-    ProcessState state = ProcessState::kStopped;
+    ProcessState state = ProcessState::kStopped;  // written only through SetState
+    // Lock-free copy of `state` for StateCell readers (shared by every Entry of this key).
+    std::shared_ptr<std::atomic<ProcessState>> cell;
+    uint64_t deaths = 0;  // unexpected exits and failed respawns, ever (fail_on_exit waiters)
 
     // The current process. INVARIANT: pid != 0 ⇔ a child was spawned and is not yet reaped,
     // so signalling the group -pid cannot hit a recycled pid (only the supervisor thread
@@ -234,6 +238,8 @@ struct Supervisor::Impl {
     Steady::time_point deadline;
     Duration timeout;
     ReadyCallback done;
+    bool fail_on_exit = false;
+    uint64_t deaths = 0;  // the entry's count when the waiter registered
   };
   using Fired = std::vector<std::pair<ReadyCallback, Result<ProcessStatus>>>;
 
@@ -268,6 +274,25 @@ struct Supervisor::Impl {
     return it == entries.end() ? nullptr : it->second;
   }
 
+  // Every state change goes through here so StateCell readers see it. Caller holds mu.
+  static void SetState(Entry& e, ProcessState s) {
+    e.state = s;
+    e.cell->store(s, std::memory_order_release);
+  }
+
+  // The cell of `service`, created (kStopped) on first use and kept for the Supervisor's
+  // lifetime. Caller holds mu.
+  std::shared_ptr<std::atomic<ProcessState>> CellFor(std::string_view service) {
+    auto it = cells.find(service);
+    if (it == cells.end()) {
+      it = cells
+               .emplace(std::string(service),
+                        std::make_shared<std::atomic<ProcessState>>(ProcessState::kStopped))
+               .first;
+    }
+    return it->second;
+  }
+
   ProcessStatus StatusOf(const Entry& e) const {
     ProcessStatus s;
     s.service = e.spec.service;
@@ -288,14 +313,18 @@ struct Supervisor::Impl {
 
   // WaitReady's answer for `service` now, or nullopt to keep waiting. Caller holds mu.
   std::optional<Result<ProcessStatus>> ReadyAnswer(std::string_view service,
-                                                   Steady::time_point deadline,
-                                                   Duration timeout) const {
+                                                   Steady::time_point deadline, Duration timeout,
+                                                   const Waiter* waiter = nullptr) const {
     EntryPtr e = Find(service);
     const std::string quoted = "`" + std::string(service) + "`";
     if (!e) return Result<ProcessStatus>(NotFound("service " + quoted + " was not found"));
     if (e->state == ProcessState::kReady) return Result<ProcessStatus>(StatusOf(*e));
     if (e->state == ProcessState::kStopped) {
       return Result<ProcessStatus>(FailedPrecondition("service " + quoted + " is stopped"));
+    }
+    if (waiter != nullptr && waiter->fail_on_exit && e->deaths > waiter->deaths) {
+      return Result<ProcessStatus>(Unavailable(
+          "service " + quoted + " exited before becoming ready (" + e->last_error + ")"));
     }
     if (Steady::now() >= deadline || quit) {
       return Result<ProcessStatus>(
@@ -308,7 +337,7 @@ struct Supervisor::Impl {
   // Moves the answered waiters into `fired`. Caller holds mu.
   void CollectWaiters(Fired& fired) {
     for (auto it = waiters.begin(); it != waiters.end();) {
-      if (auto answer = ReadyAnswer(it->service, it->deadline, it->timeout)) {
+      if (auto answer = ReadyAnswer(it->service, it->deadline, it->timeout, &*it)) {
         fired.emplace_back(std::move(it->done), std::move(*answer));
         it = waiters.erase(it);
       } else {
@@ -479,7 +508,7 @@ struct Supervisor::Impl {
     auto now = Steady::now();
     e.spawned = now;
     e.started_at = options.clock->Now();
-    e.state = ProcessState::kStarting;
+    SetState(e, ProcessState::kStarting);
     e.probe_interval = kFirstProbeDelay;
     e.probe_at = now + kFirstProbeDelay;
     e.startup_deadline = now + e.spec.startup_timeout.value_or(options.startup_timeout);
@@ -502,7 +531,8 @@ struct Supervisor::Impl {
     for (int i = 1; i < e.consecutive_failures && delay < options.backoff_cap; ++i) delay *= 2;
     delay = std::min(delay, options.backoff_cap);
     e.restarts += 1;
-    e.state = ProcessState::kBackoff;
+    e.deaths += 1;
+    SetState(e, ProcessState::kBackoff);
     e.restart_at = now + delay;
     AddLine(e, LogStream::kSystem, why + "; restarting in " + FormatMs(delay));
     log::Warn("service process died",
@@ -515,7 +545,7 @@ struct Supervisor::Impl {
       case ProcessState::kStopped:
         return;
       case ProcessState::kBackoff:
-        e.state = ProcessState::kStopped;
+        SetState(e, ProcessState::kStopped);
         e.stops_completed += 1;
         AddLine(e, LogStream::kSystem, "stopped (pending restart cancelled)");
         cv.notify_all();
@@ -528,7 +558,7 @@ struct Supervisor::Impl {
       }
       case ProcessState::kStarting:
       case ProcessState::kReady:
-        e.state = ProcessState::kStopping;
+        SetState(e, ProcessState::kStopping);
         e.kill_sent = false;
         e.kill_at = Steady::now() + grace;
         if (e.pid != 0) ::kill(-e.pid, SIGTERM);
@@ -578,7 +608,7 @@ struct Supervisor::Impl {
     e.pid = 0;
 
     if (e.state == ProcessState::kStopping || shutting_down) {
-      e.state = ProcessState::kStopped;
+      SetState(e, ProcessState::kStopped);
       e.last_error = "stopped";
       e.stops_completed += 1;
       AddLine(e, LogStream::kSystem, how + "; stopped");
@@ -606,7 +636,7 @@ struct Supervisor::Impl {
         }
         if (now >= e.probe_at) {
           if (ProbePort(e.spec.port)) {
-            e.state = ProcessState::kReady;
+            SetState(e, ProcessState::kReady);
             AddLine(e, LogStream::kSystem,
                     "ready: accepting connections on PORT " + std::to_string(e.spec.port));
             cv.notify_all();
@@ -739,6 +769,9 @@ struct Supervisor::Impl {
   std::thread thread;
   std::once_flag shutdown_once;
   std::vector<Waiter> waiters;  // NotifyWhenReady callers, answered by the supervisor thread
+  // StateCell()s by service key; never erased, so a cell outlives Remove and a later Start of
+  // the same key publishes into the same cell.
+  std::map<std::string, std::shared_ptr<std::atomic<ProcessState>>, std::less<>> cells;
 };
 
 // ---- public API ---------------------------------------------------------------------------
@@ -858,6 +891,7 @@ Result<ProcessStatus> Supervisor::Start(ProcessSpec spec) {
   MOAT_TRY(LaunchPlan plan, MakePlan(spec, *im.options.base_env));
   if (!e) {
     e = std::make_shared<Impl::Entry>();
+    e->cell = im.CellFor(spec.service);
     im.entries.emplace(spec.service, e);
   }
   if (e->log_fd < 0 && !im.options.log_dir.empty()) {
@@ -927,7 +961,43 @@ Result<ProcessStatus> Supervisor::WaitReady(std::string_view service, Duration t
   }
 }
 
-void Supervisor::NotifyWhenReady(std::string_view service, Duration timeout, ReadyCallback done) {
+Result<ProcessStatus> Supervisor::EnsureRunningNow(std::string_view service, int crash_loop_after) {
+  Impl& im = *impl_;
+  std::unique_lock lock(im.mu);
+  Impl::EntryPtr e = im.Find(service);
+  if (!e) return NotFound("service `" + std::string(service) + "` was not found");
+  if (!im.accepting && (e->state == ProcessState::kStopped || e->state == ProcessState::kBackoff)) {
+    return Unavailable("the supervisor is shutting down");
+  }
+  if (e->state == ProcessState::kStopped) {
+    MOAT_CHECK_OK(im.Spawn(*e));
+  } else if (e->state == ProcessState::kBackoff && e->consecutive_failures < crash_loop_after) {
+    im.AddLine(*e, LogStream::kSystem, "restarting now: a request is waiting");
+    // As the supervisor thread's timer would, but without waiting out the delay.
+    Status spawned = im.Spawn(*e);
+    if (!spawned) im.ScheduleRestart(*e, e->last_error);
+    im.cv.notify_all();
+    if (!spawned) return spawned.error();
+  }
+  return im.StatusOf(*e);
+}
+
+Status Supervisor::RequestStop(std::string_view service, std::optional<Duration> grace) {
+  Impl& im = *impl_;
+  std::unique_lock lock(im.mu);
+  Impl::EntryPtr e = im.Find(service);
+  if (!e) return NotFound("service `" + std::string(service) + "` was not found");
+  im.BeginStop(*e, grace.value_or(im.options.stop_grace));
+  return Ok();
+}
+
+std::shared_ptr<const std::atomic<ProcessState>> Supervisor::StateCell(std::string_view service) {
+  std::unique_lock lock(impl_->mu);
+  return impl_->CellFor(service);
+}
+
+void Supervisor::NotifyWhenReady(std::string_view service, Duration timeout, ReadyCallback done,
+                                 bool fail_on_exit) {
   Impl& im = *impl_;
   auto deadline = Steady::now() + timeout;
   std::optional<Result<ProcessStatus>> answer;
@@ -935,7 +1005,10 @@ void Supervisor::NotifyWhenReady(std::string_view service, Duration timeout, Rea
     std::unique_lock lock(im.mu);
     answer = im.ReadyAnswer(service, deadline, timeout);
     if (!answer) {
-      im.waiters.push_back({std::string(service), deadline, timeout, std::move(done)});
+      Impl::Waiter w{std::string(service), deadline, timeout, std::move(done)};
+      w.fail_on_exit = fail_on_exit;
+      if (Impl::EntryPtr e = im.Find(service)) w.deaths = e->deaths;
+      im.waiters.push_back(std::move(w));
       im.Wake();
       return;
     }

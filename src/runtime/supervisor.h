@@ -15,6 +15,7 @@
 //             kBackoff ◄────────────────────────────────────────┘
 //   Stop (any state) ──► kStopping ──(SIGTERM, grace, SIGKILL to the group; reaped)──► kStopped
 //   EnsureRunning on kStopped ──► kStarting (the "start on first request" path)
+//   EnsureRunningNow also on kBackoff ──► kStarting (a request is waiting; not in a crash loop)
 //
 // Restart delays double from backoff_base to backoff_cap; a process that stayed up at least
 // backoff_reset_after before dying restarts after backoff_base again.
@@ -30,6 +31,7 @@
 // (SIGTERM, grace, SIGKILL) and reaps it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -167,6 +169,25 @@ class Supervisor {
   // (a service in kBackoff keeps its backoff). NotFound for an unknown service.
   Result<ProcessStatus> EnsureRunning(std::string_view service);
 
+  // EnsureRunning for a caller with a request waiting: also ends a pending backoff at once
+  // (restarts now) unless the service has failed `crash_loop_after` or more times in a row, in
+  // which case the backoff stands so that a crash-looping command is not respawned once per
+  // request. No-op in kStarting, kReady and kStopping. NotFound for an unknown service;
+  // Unavailable while shutting down or when the spawn fails (the service then goes to kBackoff).
+  Result<ProcessStatus> EnsureRunningNow(std::string_view service, int crash_loop_after = 3);
+
+  // Stop without waiting: sends SIGTERM (SIGKILL follows after `grace`) and returns; the
+  // service passes through kStopping to kStopped on the supervisor thread. A pending restart
+  // is cancelled at once. Safe on any thread, including in NotifyWhenReady callbacks.
+  // NotFound for an unknown service.
+  Status RequestStop(std::string_view service, std::optional<Duration> grace = std::nullopt);
+
+  // The service's state as a lock-free cell, for hot paths (the gateway asks "ready?" per
+  // request): load(std::memory_order_acquire). One cell per key for the Supervisor's
+  // lifetime, kept across Stop, Remove and a later Start of the same key; kStopped for a key
+  // that is not defined. Costs a map entry per distinct key ever asked for.
+  std::shared_ptr<const std::atomic<ProcessState>> StateCell(std::string_view service);
+
   // Blocks until the service is kReady, up to `timeout`. Keeps waiting through crashes and
   // restarts. Unavailable on timeout (the message says which state it was in);
   // FailedPrecondition if it is or becomes kStopped; NotFound for an unknown service.
@@ -178,8 +199,11 @@ class Supervisor {
   // supervisor has shut down. Keep it short: post to your own executor. It must not call the
   // blocking methods (Stop, Remove, WaitReady, Shutdown): on the supervisor thread they would
   // wait for that very thread.
+  // `fail_on_exit`: answer Unavailable as soon as a process of the service dies (or a respawn
+  // fails) after this call, instead of waiting through restarts: "wait for one attempt".
   using ReadyCallback = std::function<void(Result<ProcessStatus>)>;
-  void NotifyWhenReady(std::string_view service, Duration timeout, ReadyCallback done);
+  void NotifyWhenReady(std::string_view service, Duration timeout, ReadyCallback done,
+                       bool fail_on_exit = false);
 
   Result<ProcessStatus> GetStatus(std::string_view service) const;
   std::vector<ProcessStatus> List() const;  // sorted by service key

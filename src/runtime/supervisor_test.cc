@@ -508,6 +508,112 @@ TEST_F(RuntimeSupervisor, NotifyWhenReadyAnswersWithoutBlocking) {
   EXPECT_EQ(at_shutdown.error().code, Code::kFailedPrecondition);
 }
 
+TEST_F(RuntimeSupervisor, StateCellFollowsTheLifeCycleAcrossRemoveAndRestart) {
+  auto cell = Sup().StateCell("cell");  // before the service exists
+  EXPECT_EQ(cell->load(), ProcessState::kStopped);
+  ASSERT_TRUE(Sup().Start(ServerSpec("cell")));
+  ASSERT_TRUE(Sup().WaitReady("cell", 15s));
+  EXPECT_EQ(cell->load(), ProcessState::kReady);
+  ASSERT_TRUE(Sup().Stop("cell"));
+  EXPECT_EQ(cell->load(), ProcessState::kStopped);
+  ASSERT_TRUE(Sup().Remove("cell"));
+  EXPECT_EQ(Sup().StateCell("cell"), cell);  // one cell per key, kept across Remove
+  ASSERT_TRUE(Sup().Start(ServerSpec("cell")));
+  EXPECT_EQ(cell->load(), ProcessState::kStarting);
+  ASSERT_TRUE(Sup().WaitReady("cell", 15s));
+  EXPECT_EQ(cell->load(), ProcessState::kReady);
+}
+
+TEST_F(RuntimeSupervisor, EnsureRunningNowCutsABackoffShort) {
+  options_.backoff_base = 30s;  // left alone, the restart would come much later
+  options_.backoff_cap = 30s;
+  ASSERT_TRUE(Sup().Start(ServerSpec("eager")));
+  auto first = Sup().WaitReady("eager", 15s);
+  ASSERT_TRUE(first);
+  ASSERT_EQ(kill(first->pid, SIGKILL), 0);
+  ASSERT_TRUE(PollUntil([&] { return Sup().GetStatus("eager")->state == ProcessState::kBackoff; }));
+  EXPECT_GT(Sup().GetStatus("eager")->restart_in, 10s);
+
+  auto now = Sup().EnsureRunningNow("eager");
+  ASSERT_TRUE(now) << now.error().ToString();
+  EXPECT_EQ(now->state, ProcessState::kStarting);
+  auto ready = Sup().WaitReady("eager", 15s);
+  ASSERT_TRUE(ready);
+  EXPECT_NE(ready->pid, first->pid);
+  EXPECT_EQ(ready->port, first->port);
+  EXPECT_EQ(ready->restarts, 1);
+  EXPECT_TRUE(LogsContain(Sup(), "eager", LogStream::kSystem, "restarting now"));
+  // Ready already: a no-op.
+  EXPECT_EQ(Sup().EnsureRunningNow("eager")->pid, ready->pid);
+  EXPECT_EQ(Sup().EnsureRunningNow("unknown").error().code, Code::kNotFound);
+}
+
+TEST_F(RuntimeSupervisor, EnsureRunningNowKeepsTheBackoffOfACrashLoop) {
+  options_.backoff_base = 30s;
+  options_.backoff_cap = 30s;
+  ProcessSpec spec;
+  spec.service = "looper";
+  spec.command = "exit 3";
+  ASSERT_TRUE(Sup().Start(spec));
+  ASSERT_TRUE(
+      PollUntil([&] { return Sup().GetStatus("looper")->state == ProcessState::kBackoff; }));
+  // One failure in a row (< 2): restarted at once; it fails again.
+  auto again = Sup().EnsureRunningNow("looper", 2);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->state, ProcessState::kStarting);
+  ASSERT_TRUE(PollUntil([&] {
+    auto s = Sup().GetStatus("looper");
+    return s->state == ProcessState::kBackoff && s->consecutive_failures == 2;
+  }));
+  // Two in a row: the backoff stands.
+  auto kept = Sup().EnsureRunningNow("looper", 2);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->state, ProcessState::kBackoff);
+  EXPECT_GT(kept->restart_in, 10s);
+  EXPECT_EQ(kept->restarts, 2);
+}
+
+TEST_F(RuntimeSupervisor, NotifyWhenReadyFailOnExitAnswersAtTheFirstDeath) {
+  ProcessSpec spec;
+  spec.service = "dies";
+  spec.command = "exit 7";
+  std::promise<Result<ProcessStatus>> patient, impatient;
+  ASSERT_TRUE(Sup().Start(spec));
+  auto t0 = std::chrono::steady_clock::now();
+  Sup().NotifyWhenReady(
+      "dies", 60s, [&](Result<ProcessStatus> r) { impatient.set_value(std::move(r)); }, true);
+  Sup().NotifyWhenReady("dies", 300ms,
+                        [&](Result<ProcessStatus> r) { patient.set_value(std::move(r)); });
+  auto fast = impatient.get_future().get();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s);
+  ASSERT_FALSE(fast);
+  EXPECT_EQ(fast.error().code, Code::kUnavailable);
+  EXPECT_NE(fast.error().message.find("exited before becoming ready"), std::string::npos)
+      << fast.error().message;
+  EXPECT_NE(fast.error().message.find("status 7"), std::string::npos) << fast.error().message;
+  // Without fail_on_exit the waiter sits through the restarts until its timeout.
+  auto slow = patient.get_future().get();
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 300ms);
+  ASSERT_FALSE(slow);
+  EXPECT_NE(slow.error().message.find("within"), std::string::npos) << slow.error().message;
+}
+
+TEST_F(RuntimeSupervisor, RequestStopReturnsWithoutWaitingForTheProcess) {
+  options_.stop_grace = 400ms;
+  ASSERT_TRUE(Sup().Start(ServerSpec("stubborn", "ignore")));
+  auto ready = Sup().WaitReady("stubborn", 15s);
+  ASSERT_TRUE(ready);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_TRUE(Sup().RequestStop("stubborn"));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 300ms);  // SIGTERM is ignored: no waiting
+  EXPECT_EQ(Sup().GetStatus("stubborn")->state, ProcessState::kStopping);
+  ASSERT_TRUE(
+      PollUntil([&] { return Sup().GetStatus("stubborn")->state == ProcessState::kStopped; }));
+  EXPECT_FALSE(ProcessExists(ready->pid));
+  EXPECT_TRUE(LogsContain(Sup(), "stubborn", LogStream::kSystem, "SIGKILL"));
+  EXPECT_EQ(Sup().RequestStop("unknown").error().code, Code::kNotFound);
+}
+
 TEST_F(RuntimeSupervisor, RejectsBadSpecsWithCleanErrors) {
   ProcessSpec ok = ServerSpec("svc");
   auto code_of = [&](ProcessSpec spec) {

@@ -26,9 +26,9 @@ struct ServeOptions {
   // Remote addresses that count as internal traffic for services whose ingress is
   // INGRESS_TRAFFIC_INTERNAL_ONLY / _INTERNAL_LOAD_BALANCER (comma-separated CIDRs).
   std::string internal_networks = "127.0.0.0/8,::1/128";
-  bool access_log = true;
+  bool access_log = true;         // --no-access-log turns the gateway's per-request line off
   std::string forward_auth_addr;  // --forward-auth-addr; "" = no forward-auth listener
-  std::chrono::milliseconds scale_to_zero_after{0};  // 0: command services run until removed  // --no-access-log turns the gateway's per-request line off
+  std::chrono::milliseconds scale_to_zero_after{0};  // 0: command services run until removed
   int threads = 0;  // 0: all cores
   // The gateway's response body on a missing credential etc. stays Cloud Run's; these only
   // shape Moat's own behaviour.
