@@ -1,7 +1,9 @@
 #include "http/client.h"
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <optional>
 
@@ -57,29 +59,27 @@ Result<ParsedUrl> ParseHttpUrl(std::string_view url) {
 
 namespace {
 
-asio::awaitable<Result<ClientResponse>> DoFetch(const ClientRequest& req, const ParsedUrl& url) {
-  auto deadline = std::chrono::steady_clock::now() + req.timeout;
-  Conn conn{beast::tcp_stream(co_await asio::this_coro::executor)};
-  error_code ec = co_await Connect(conn.stream, url.host, url.port, req.timeout);
-  if (ec == beast::error::timeout) co_return Error{Code::kDeadlineExceeded, "connect timed out"};
-  if (ec) co_return Unavailable("cannot connect to `" + url.authority + "`: " + ec.message());
-
-  Headers h = req.headers;
-  if (!h.Has("host")) h.Add("Host", url.authority);
-  h.Remove("content-length");
-  h.Remove("transfer-encoding");
-  h.Set("Connection", "close");
-  if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
-    h.Add("Content-Length", std::to_string(req.body.size()));
+// The request writer, run concurrently with the response reader so that a server answering
+// early (401/403/413 before reading a large body, then closing) is heard instead of failing
+// the exchange with "broken pipe".
+struct WriteState {
+  explicit WriteState(const asio::any_io_executor& ex) : finished(ex) {
+    finished.expires_at(asio::steady_timer::time_point::max());
   }
-  std::string out;
-  AppendRequestHead(&out, req.method, url.target, h);
-  out += req.body;
-  conn.stream.expires_at(deadline);
-  ec = co_await WriteAll(conn, out);
-  if (ec == beast::error::timeout) co_return Error{Code::kDeadlineExceeded, "request timed out"};
-  if (ec) co_return Unavailable("cannot send request: " + ec.message());
+  bool done = false;
+  error_code ec;
+  asio::steady_timer finished;  // cancelled when the writer completes
+};
 
+asio::awaitable<void> WriteRequest(Conn& conn, std::string_view data, WriteState& state) {
+  state.ec = co_await WriteAll(conn, data);
+  state.done = true;
+  state.finished.cancel();
+}
+
+asio::awaitable<Result<ClientResponse>> ReadResponse(Conn& conn, const ClientRequest& req,
+                                                     std::chrono::steady_clock::time_point
+                                                         deadline) {
   ResponseHead head;
   for (;;) {
     size_t head_size = 0;
@@ -98,10 +98,9 @@ asio::awaitable<Result<ClientResponse>> DoFetch(const ClientRequest& req, const 
   resp.status = head.status;
   resp.headers = std::move(head.headers);
   BodyReader body(head.body, head.content_length, req.max_response_bytes);
-  conn.stream.expires_at(deadline);
   for (;;) {
     std::string_view d;
-    ec = co_await body.Next(conn, &d);
+    error_code ec = co_await body.Next(conn, &d);
     if (ec == beast::error::timeout) co_return Error{Code::kDeadlineExceeded, "request timed out"};
     if (ec == beast::http::error::body_limit) {
       co_return ResourceExhausted("response body exceeds the client's limit");
@@ -110,8 +109,53 @@ asio::awaitable<Result<ClientResponse>> DoFetch(const ClientRequest& req, const 
     if (d.empty()) break;
     resp.body.append(d);
   }
-  conn.Close();
   co_return resp;
+}
+
+asio::awaitable<Result<ClientResponse>> DoFetch(const ClientRequest& req, const ParsedUrl& url) {
+  auto deadline = std::chrono::steady_clock::now() + req.timeout;
+  auto ex = co_await asio::this_coro::executor;
+  Conn conn{beast::tcp_stream(ex)};
+  error_code ec = co_await Connect(conn.stream, url.host, url.port, req.timeout);
+  if (ec == beast::error::timeout) co_return Error{Code::kDeadlineExceeded, "connect timed out"};
+  if (ec) co_return Unavailable("cannot connect to `" + url.authority + "`: " + ec.message());
+
+  Headers h = req.headers;
+  if (!h.Has("host")) h.Add("Host", url.authority);
+  h.Remove("content-length");
+  h.Remove("transfer-encoding");
+  h.Set("Connection", "close");
+  if (!req.body.empty() || req.method == "POST" || req.method == "PUT" || req.method == "PATCH") {
+    h.Add("Content-Length", std::to_string(req.body.size()));
+  }
+  std::string out;
+  AppendRequestHead(&out, req.method, url.target, h);
+  out += req.body;
+  // One deadline for the whole exchange; the write and the read run at the same time.
+  conn.stream.expires_at(deadline);
+  WriteState write(ex);
+  asio::co_spawn(ex, WriteRequest(conn, out, write), asio::detached);
+  Result<ClientResponse> result = co_await ReadResponse(conn, req, deadline);
+  // Join the writer before `conn` and `out` go away. A complete response ends the exchange
+  // (the request has Connection: close), so an unfinished write is abandoned.
+  // Closing (not just cancelling) also fails a write the writer has yet to start, e.g. the next
+  // piece of async_write whose previous piece completed in the same turn.
+  const bool abandoned = !write.done;
+  conn.Close();
+  if (abandoned) {
+    auto [wait_ec] = co_await write.finished.async_wait(use_nothrow);
+    (void)wait_ec;
+  }
+  if (result) co_return result;
+  // No usable response: a failed send explains it better than the read error it caused,
+  // unless the read ran out of time or the write was still going.
+  if (abandoned || result.error().code == Code::kDeadlineExceeded || !write.ec) {
+    co_return result;
+  }
+  if (write.ec == beast::error::timeout) {
+    co_return Error{Code::kDeadlineExceeded, "request timed out"};
+  }
+  co_return Unavailable("cannot send request: " + write.ec.message());
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
+#include <algorithm>
 #include <charconv>
 
 #include "common/base64.h"
@@ -213,6 +214,53 @@ Subscription CommitNotifier::Subscribe(CommitCallback cb) {
       subs->callbacks.erase(id);
     }
   });
+}
+
+ChangeHold ChangeHolds::Hold(int64_t after) {
+  uint64_t id;
+  {
+    std::lock_guard lock(shared_->mu);
+    id = shared_->next_id++;
+    shared_->positions[id] = after;
+  }
+  std::weak_ptr<Shared> weak = shared_;
+  return ChangeHold(
+      [weak, id](int64_t revision) {
+        if (auto s = weak.lock()) {
+          std::lock_guard lock(s->mu);
+          auto it = s->positions.find(id);
+          if (it != s->positions.end() && revision > it->second) it->second = revision;
+        }
+      },
+      [weak, id] {
+        if (auto s = weak.lock()) {
+          std::lock_guard lock(s->mu);
+          s->positions.erase(id);
+        }
+      });
+}
+
+std::optional<int64_t> ChangeHolds::Min() const {
+  std::lock_guard lock(shared_->mu);
+  std::optional<int64_t> out;
+  for (const auto& [id, pos] : shared_->positions) {
+    if (!out || pos < *out) out = pos;
+  }
+  return out;
+}
+
+int64_t CompactionTarget(int64_t current, int64_t compacted, int64_t retain,
+                         std::optional<int64_t> min_hold) {
+  int64_t target = current - std::max<int64_t>(retain, 1);
+  if (min_hold) target = std::min(target, std::max(*min_hold, current - kMaxHeldRevisions));
+  return std::max(target, compacted);
+}
+
+Error CompactedError(int64_t since, int64_t compacted) {
+  return MakeError(Code::kOutOfRange, "changes after revision " + std::to_string(since) +
+                                          " were compacted up to revision " +
+                                          std::to_string(compacted) +
+                                          "; reload a full snapshot");
 }
 
 bool WriterOwner::HeldByMe() const { return owner_.load() == std::this_thread::get_id(); }

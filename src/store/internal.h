@@ -70,6 +70,31 @@ class CommitNotifier {
   std::shared_ptr<Subscribers> subs_ = std::make_shared<Subscribers>();
 };
 
+// The positions of live ChangeHolds. Holds may outlive the registry.
+class ChangeHolds {
+ public:
+  ChangeHold Hold(int64_t after);
+  // The lowest held position, or nullopt when nothing is held.
+  std::optional<int64_t> Min() const;
+
+ private:
+  struct Shared {
+    mutable std::mutex mu;
+    std::map<uint64_t, int64_t> positions;  // hold id -> position
+    uint64_t next_id = 1;
+  };
+  std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
+};
+
+// The revision compaction may drop changes up to (inclusive): all but the newest
+// max(retain, 1) revisions, but not past the lowest hold unless that hold is more than
+// kMaxHeldRevisions behind `current`. Never below `compacted` (the current compacted revision).
+int64_t CompactionTarget(int64_t current, int64_t compacted, int64_t retain,
+                         std::optional<int64_t> min_hold);
+
+// kOutOfRange: the feed after `since` was compacted up to `compacted`.
+Error CompactedError(int64_t since, int64_t compacted);
+
 // Detects a thread opening a second read-write transaction on the same store (a deadlock).
 class WriterOwner {
  public:

@@ -1,6 +1,7 @@
 #include "store/memory_store.h"
 
 #include <algorithm>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -31,9 +32,18 @@ struct MemoryStore::State {
   std::mutex mu;  // guards the fields below
   std::shared_ptr<const DocMap> docs = std::make_shared<DocMap>();
   int64_t revision = 0;
-  std::vector<Change> changes;  // ordered by (revision, collection, key)
+  std::deque<Change> changes;   // ordered by (revision, collection, key)
+  int64_t compacted = 0;        // changes of revisions <= this were dropped
+  int64_t change_retention = 0;  // automatic compaction on commit; <= 0: off
   std::vector<AuditRecord> audit;
   internal::CommitNotifier notifier;
+  internal::ChangeHolds holds;
+
+  // Drops changes of revisions up to `target`. Requires mu.
+  void CompactTo(int64_t target) {
+    while (!changes.empty() && changes.front().revision <= target) changes.pop_front();
+    compacted = std::max(compacted, target);
+  }
 };
 
 namespace {
@@ -168,6 +178,11 @@ class MemoryTransaction : public Transaction {
           auto c = ParseCollection(k.first);
           s_->changes.push_back(Change{result, *c, k.second, op});
         }
+        if (s_->change_retention > 0) {
+          int64_t target = internal::CompactionTarget(result, s_->compacted, s_->change_retention,
+                                                      s_->holds.Min());
+          s_->CompactTo(std::min(target, s_->compacted + kCompactRevisionsPerCommit));
+        }
       }
       for (auto& e : audit_) {
         s_->audit.push_back(AuditRecord{static_cast<int64_t>(s_->audit.size()) + 1, std::move(e)});
@@ -230,8 +245,10 @@ class MemoryTransaction : public Transaction {
 
 }  // namespace
 
-MemoryStore::MemoryStore(const Clock* clock) : state_(std::make_unique<State>()) {
+MemoryStore::MemoryStore(const Clock* clock, int64_t change_retention)
+    : state_(std::make_unique<State>()) {
   state_->clock = clock != nullptr ? clock : &SystemClock();
+  state_->change_retention = change_retention;
 }
 
 MemoryStore::~MemoryStore() = default;
@@ -265,6 +282,7 @@ Result<int64_t> MemoryStore::CurrentRevision() {
 
 Result<ChangeBatch> MemoryStore::ChangesSince(int64_t since, int max_revisions) {
   std::lock_guard lock(state_->mu);
+  if (since < state_->compacted) return internal::CompactedError(since, state_->compacted);
   ChangeBatch batch;
   batch.last_revision = since;
   if (max_revisions <= 0) return batch;
@@ -281,6 +299,24 @@ Result<ChangeBatch> MemoryStore::ChangesSince(int64_t since, int max_revisions) 
   }
   return batch;
 }
+
+Result<int64_t> MemoryStore::CompactChanges(int64_t retain_revisions) {
+  if (state_->writer_owner.HeldByMe()) {
+    return FailedPrecondition("this thread already holds a read-write transaction");
+  }
+  std::lock_guard writer(state_->writer_mu);
+  std::lock_guard lock(state_->mu);
+  state_->CompactTo(internal::CompactionTarget(state_->revision, state_->compacted,
+                                               retain_revisions, state_->holds.Min()));
+  return state_->compacted;
+}
+
+Result<int64_t> MemoryStore::CompactedRevision() {
+  std::lock_guard lock(state_->mu);
+  return state_->compacted;
+}
+
+ChangeHold MemoryStore::HoldChanges(int64_t after) { return state_->holds.Hold(after); }
 
 bool MemoryStore::WaitForRevision(int64_t revision, std::chrono::milliseconds timeout) {
   return state_->notifier.WaitFor(revision, timeout);

@@ -6,6 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -185,6 +186,25 @@ Result<int64_t> ReadRevision(Conn* c) {
   return row ? s->Int(0) : 0;
 }
 
+// Revisions whose changes were compacted are deleted from `revisions` too; compaction always
+// keeps the newest revision, so MAX(revision) stays the store's revision and the lowest kept
+// one tells how far the feed was compacted.
+Result<int64_t> ReadCompacted(Conn* c) {
+  MOAT_TRY(auto s, Prepare(c, "SELECT MIN(revision) FROM revisions"));
+  MOAT_TRY(bool row, s->Step());
+  return row && !s->IsNull(0) ? s->Int(0) - 1 : 0;
+}
+
+// Drops the changes (and revision rows) of revisions in (compacted, target].
+Status DeleteChangesThrough(Conn* c, int64_t target) {
+  MOAT_TRY(auto ch, Prepare(c, "DELETE FROM changes WHERE revision <= ?1"));
+  ch->Bind(1, target);
+  MOAT_CHECK_OK(ch->Run());
+  MOAT_TRY(auto rv, Prepare(c, "DELETE FROM revisions WHERE revision <= ?1"));
+  rv->Bind(1, target);
+  return rv->Run();
+}
+
 Result<SqliteStore::Durability> ReadDurability(Conn* c) {
   SqliteStore::Durability d;
   auto one = [&](const char* sql) -> Result<std::unique_ptr<Stmt>> {
@@ -223,6 +243,7 @@ struct SqliteStore::Impl {
   std::vector<std::unique_ptr<Conn>> idle_readers;
 
   internal::CommitNotifier notifier;
+  internal::ChangeHolds holds;
 
   ~Impl() {
     idle_readers.clear();
@@ -330,6 +351,7 @@ class SqliteTransaction : public Transaction {
       if (!st) return Abandon(st.error());
       (*st)->Bind(1, internal::ToMicros(s_->clock->Now())).Bind(2, base_revision_ + 1);
       if (auto r = (*st)->Run(); !r) return Abandon(r.error());
+      if (auto r = AutoCompact(); !r) return Abandon(r.error());
     }
     int rc = sqlite3_exec(conn_->db(), "COMMIT", nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK) return Abandon(SqlError(conn_->db(), rc, "commit"));
@@ -430,6 +452,17 @@ class SqliteTransaction : public Transaction {
     MOAT_CHECK_OK(s->Run());
     wrote_ = true;
     return Ok();
+  }
+
+  // Bounded compaction inside the committing transaction.
+  Status AutoCompact() {
+    if (s_->options.change_retention <= 0) return Ok();
+    MOAT_TRY(int64_t compacted, ReadCompacted(conn_));
+    int64_t target = internal::CompactionTarget(base_revision_ + 1, compacted,
+                                                s_->options.change_retention, s_->holds.Min());
+    target = std::min(target, compacted + kCompactRevisionsPerCommit);
+    if (target <= compacted) return Ok();
+    return DeleteChangesThrough(conn_, target);
   }
 
   Status RecordChange(Collection c, std::string_view key, std::string_view op) {
@@ -691,6 +724,8 @@ Result<ChangeBatch> SqliteStore::ChangesSince(int64_t since, int max_revisions) 
     ~Release() { impl->ReleaseReader(std::move(c)); }
   } release{impl_.get(), conn};
   MOAT_CHECK_OK(conn->Exec("BEGIN"));
+  MOAT_TRY(int64_t compacted, ReadCompacted(conn.get()));
+  if (since < compacted) return internal::CompactedError(since, compacted);
   {
     MOAT_TRY(auto s, Prepare(conn.get(),
                              "SELECT MAX(revision) FROM (SELECT revision FROM revisions WHERE "
@@ -715,6 +750,37 @@ Result<ChangeBatch> SqliteStore::ChangesSince(int64_t since, int max_revisions) 
   }
   return batch;
 }
+
+Result<int64_t> SqliteStore::CompactChanges(int64_t retain_revisions) {
+  if (impl_->writer_owner.HeldByMe()) {
+    return FailedPrecondition("this thread already holds a read-write transaction");
+  }
+  std::lock_guard lock(impl_->writer_mu);
+  Conn* w = impl_->writer.get();
+  if (w->InTransaction()) (void)w->Exec("ROLLBACK");
+  MOAT_CHECK_OK(w->Exec("BEGIN IMMEDIATE"));
+  auto body = [&]() -> Result<int64_t> {
+    MOAT_TRY(int64_t current, ReadRevision(w));
+    MOAT_TRY(int64_t compacted, ReadCompacted(w));
+    int64_t target =
+        internal::CompactionTarget(current, compacted, retain_revisions, impl_->holds.Min());
+    if (target > compacted) MOAT_CHECK_OK(DeleteChangesThrough(w, target));
+    MOAT_CHECK_OK(w->Exec("COMMIT"));
+    return target;
+  };
+  auto result = body();
+  if (!result && w->InTransaction()) (void)w->Exec("ROLLBACK");
+  return result;
+}
+
+Result<int64_t> SqliteStore::CompactedRevision() {
+  MOAT_TRY(auto conn, impl_->AcquireReader());
+  auto compacted = ReadCompacted(conn.get());
+  impl_->ReleaseReader(std::move(conn));
+  return compacted;
+}
+
+ChangeHold SqliteStore::HoldChanges(int64_t after) { return impl_->holds.Hold(after); }
 
 bool SqliteStore::WaitForRevision(int64_t revision, std::chrono::milliseconds timeout) {
   return impl_->notifier.WaitFor(revision, timeout);

@@ -39,6 +39,10 @@ struct SqliteStoreOptions {
   int64_t max_database_bytes = 0;
   // Reader connections kept open when idle. Default 4.
   int max_idle_readers = 4;
+  // Each commit compacts the change feed to the newest that many revisions (at most
+  // kCompactRevisionsPerCommit per commit, in the commit's transaction); <= 0 disables that.
+  // Freed pages are reused by later writes, so the file stops growing under churn.
+  int64_t change_retention = kDefaultChangeRetention;
 };
 
 class SqliteStore : public Store {
@@ -59,6 +63,9 @@ class SqliteStore : public Store {
   Result<std::unique_ptr<Transaction>> BeginRead() override;
   Result<int64_t> CurrentRevision() override;
   Result<ChangeBatch> ChangesSince(int64_t since, int max_revisions = 1000) override;
+  Result<int64_t> CompactChanges(int64_t retain_revisions = kDefaultChangeRetention) override;
+  Result<int64_t> CompactedRevision() override;
+  [[nodiscard]] ChangeHold HoldChanges(int64_t after) override;
   bool WaitForRevision(int64_t revision, std::chrono::milliseconds timeout) override;
   [[nodiscard]] Subscription Subscribe(CommitCallback callback) override;
   Result<AuditPage> QueryAudit(const AuditQuery& query) override;

@@ -24,6 +24,12 @@
 //   - Every committed read-write transaction that wrote at least one document gets the next
 //     revision (1, 2, 3, …). The change feed (ChangesSince) lists, per revision, the keys
 //     written or deleted; snapshot builders follow it with WaitForRevision/Subscribe.
+//   - The change feed is compacted (CompactChanges, and automatically on commit): only the
+//     newest revisions' changes are kept (kDefaultChangeRetention), plus whatever a live
+//     ChangeHold still needs. A follower whose cursor fell behind the compacted revision gets
+//     kOutOfRange from ChangesSince and must reload a full snapshot (a read transaction; its
+//     Commit() gives the revision to follow from). Revision numbers are never reused, and
+//     documents and the audit log are never compacted.
 //
 // Errors (on every method): kUnavailable when the database cannot be read or written (disk
 // full, I/O error, locked by another process); kInternal when it is corrupt; kInvalidArgument
@@ -149,6 +155,15 @@ struct Change {
   Op op = Op::kPut;  // the last operation on the key in that revision
 };
 
+// Change-feed retention: the newest revisions whose changes compaction keeps.
+inline constexpr int64_t kDefaultChangeRetention = 10'000;
+// Automatic compaction drops at most this many revisions per commit (bounded work per commit;
+// more than the one revision a commit adds, so a backlog drains).
+inline constexpr int64_t kCompactRevisionsPerCommit = 64;
+// A ChangeHold more than this many revisions behind the newest no longer stops compaction (a
+// stuck follower must not let the database grow without bound); its owner gets kOutOfRange.
+inline constexpr int64_t kMaxHeldRevisions = 1'000'000;
+
 struct ChangeBatch {
   // Every change of the revisions in (since, last_revision], ordered by (revision,
   // collection name, key). A revision is never split across batches.
@@ -263,6 +278,40 @@ class Subscription {
   std::function<void()> cancel_;
 };
 
+// Pins the change feed for a follower: while it lives, compaction keeps every revision newer
+// than its position (within kMaxHeldRevisions of the newest). Take it at the follower's cursor
+// (Store::HoldChanges) and Advance it as changes are consumed. Destroying or Reset releases it.
+// May outlive the Store. Thread-safe.
+class ChangeHold {
+ public:
+  ChangeHold() = default;
+  ChangeHold(std::function<void(int64_t)> advance, std::function<void()> release)
+      : advance_(std::move(advance)), release_(std::move(release)) {}
+  ChangeHold(ChangeHold&& o) noexcept
+      : advance_(std::exchange(o.advance_, {})), release_(std::exchange(o.release_, {})) {}
+  ChangeHold& operator=(ChangeHold&& o) noexcept {
+    if (this != &o) {
+      Reset();
+      advance_ = std::exchange(o.advance_, {});
+      release_ = std::exchange(o.release_, {});
+    }
+    return *this;
+  }
+  ~ChangeHold() { Reset(); }
+  // The follower has consumed every change up to `revision`; never moves backwards.
+  void Advance(int64_t revision) {
+    if (advance_) advance_(revision);
+  }
+  void Reset() {
+    advance_ = {};
+    if (release_) std::exchange(release_, {})();
+  }
+
+ private:
+  std::function<void(int64_t)> advance_;
+  std::function<void()> release_;
+};
+
 class Store {
  public:
   virtual ~Store() = default;
@@ -278,7 +327,18 @@ class Store {
   // The latest committed revision (0 for an empty store).
   virtual Result<int64_t> CurrentRevision() = 0;
   // Changes of up to `max_revisions` whole revisions newer than `since` (see ChangeBatch).
+  // kOutOfRange when `since` is below CompactedRevision() (the changes after it are gone):
+  // reload a full snapshot and follow from its revision.
   virtual Result<ChangeBatch> ChangesSince(int64_t since, int max_revisions = 1000) = 0;
+  // Drops the change feed of every revision except the newest `retain_revisions` (at least 1)
+  // and those a ChangeHold still needs. Returns the compacted revision (see below). Blocks like
+  // Begin(); kFailedPrecondition if the calling thread holds a read-write transaction.
+  virtual Result<int64_t> CompactChanges(int64_t retain_revisions = kDefaultChangeRetention) = 0;
+  // The highest revision whose changes were dropped; 0 when nothing was compacted.
+  // ChangesSince(since) works for every since >= this.
+  virtual Result<int64_t> CompactedRevision() = 0;
+  // Keeps the changes of revisions after `after` from compaction until released or advanced.
+  [[nodiscard]] virtual ChangeHold HoldChanges(int64_t after) = 0;
   // Waits until a revision >= `revision` has been committed through this Store object.
   // Returns true if it has, false on timeout.
   virtual bool WaitForRevision(int64_t revision, std::chrono::milliseconds timeout) = 0;
