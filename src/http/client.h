@@ -2,6 +2,10 @@
 // opens one connection (Connection: close), sends the request with Content-Length, and reads
 // the whole response through the same strict framing code the server uses.
 //
+// The response is read while the request is still being written: a server that answers early
+// (401/403/413 before reading a large body) and closes or stops reading gets its response
+// returned, not "broken pipe"; the rest of the body is then abandoned.
+//
 // Thread-safety: Fetch may be called from any number of threads at once (no shared state).
 #pragma once
 
@@ -28,8 +32,9 @@ struct ClientResponse {
   std::string body;
 };
 
-// Errors: kInvalidArgument (bad URL, non-http scheme), kUnavailable (connect/IO failure),
-// kDeadlineExceeded (timeout), kResourceExhausted (response too large).
+// Errors: kInvalidArgument (bad URL, non-http scheme), kUnavailable (connect/IO failure, or the
+// server closed without a complete response), kDeadlineExceeded (timeout),
+// kResourceExhausted (response too large).
 Result<ClientResponse> Fetch(const ClientRequest& request);
 
 struct ParsedUrl {

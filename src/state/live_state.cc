@@ -209,8 +209,16 @@ void LiveState::Follow() {
     }
     bool policies = false, identities = false, services = false;
     std::vector<store::Collection> changed;
+    bool reload = false;
     while (true) {
       auto batch = store_.ChangesSince(cursor_);
+      if (!batch && batch.error().code == Code::kOutOfRange) {
+        // The feed was compacted past our cursor: rebuild everything from a full snapshot.
+        log::Warn("the live state fell behind the compacted change feed; reloading",
+                  {{"error", batch.error().message}});
+        reload = true;
+        break;
+      }
       if (!batch) {
         log::Error("cannot read the store's change feed", {{"error", batch.error().message}});
         break;
@@ -234,6 +242,21 @@ void LiveState::Follow() {
       }
       if (batch->last_revision == cursor_) break;
       cursor_ = batch->last_revision;
+    }
+    if (reload) {
+      auto view = Build(nullptr, true, true, true,
+                        std::vector<store::Collection>(std::begin(store::kAllCollections),
+                                                       std::end(store::kAllCollections)));
+      if (!view) {
+        log::Error("cannot reload the live state; keeping the previous one",
+                   {{"error", view.error().message}});
+        std::lock_guard lock(mu_);
+        dirty_ = true;  // retry on the next commit
+        continue;
+      }
+      cursor_ = (*view)->revision;  // the snapshot's revision; follow the feed from there
+      Publish(*view);
+      continue;
     }
     auto previous = Current();
     if (previous && cursor_ <= previous->revision) continue;  // nothing newer than published

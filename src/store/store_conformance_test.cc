@@ -24,7 +24,10 @@ using std::chrono::seconds;
 
 struct Backend {
   std::string name;
-  std::function<std::unique_ptr<Store>(const std::string& dir, const Clock* clock)> make;
+  // `change_retention`: automatic change-feed compaction on commit (<= 0: off).
+  std::function<std::unique_ptr<Store>(const std::string& dir, const Clock* clock,
+                                       int64_t change_retention)>
+      make;
 };
 
 void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
@@ -33,7 +36,7 @@ class StoreConformance : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
     dir_ = testing_util::MakeTempDir();
-    store_ = GetParam().make(dir_ + "/home", &clock_);
+    store_ = GetParam().make(dir_ + "/home", &clock_, kDefaultChangeRetention);
     ASSERT_NE(store_, nullptr);
   }
   void TearDown() override {
@@ -556,18 +559,170 @@ TEST_P(StoreConformance, ConcurrentReadModifyWriteLosesNoUpdate) {
   RecordProperty("aborted_retries", aborted.load());
 }
 
+// ---- change-feed compaction ----
+
+// Commits `n` revisions, each rewriting one of a few keys.
+void Churn(Store& store, int n, int keys = 3) {
+  for (int i = 0; i < n; ++i) {
+    ASSERT_TRUE(store.Put(Collection::kSettings, "k" + std::to_string(i % keys),
+                          R"({"i":)" + std::to_string(i) + "}"));
+  }
+}
+
+TEST_P(StoreConformance, CompactionKeepsTheRetainedWindowAndRefusesOlderCursors) {
+  Churn(*store_, 30);
+  ASSERT_EQ(Revision(), 30);
+  EXPECT_EQ(store_->CompactedRevision().value(), 0);
+  EXPECT_EQ(store_->CompactChanges(5).value(), 25);
+  EXPECT_EQ(store_->CompactedRevision().value(), 25);
+
+  // The retained window is intact: revisions 26..30, one change each.
+  auto kept = store_->ChangesSince(25).value();
+  EXPECT_EQ(kept.last_revision, 30);
+  ASSERT_EQ(kept.changes.size(), 5u);
+  for (size_t i = 0; i < kept.changes.size(); ++i) {
+    EXPECT_EQ(kept.changes[i].revision, 26 + static_cast<int64_t>(i));
+    EXPECT_EQ(kept.changes[i].key, "k" + std::to_string((25 + i) % 3));
+  }
+  // Cursors before the compacted point get a clear, distinct error.
+  for (int64_t since : {0, 1, 24}) {
+    auto r = store_->ChangesSince(since);
+    ASSERT_FALSE(r) << since;
+    EXPECT_EQ(r.error().code, Code::kOutOfRange);
+    EXPECT_NE(r.error().message.find("compacted up to revision 25"), std::string::npos)
+        << r.error().message;
+    EXPECT_NE(r.error().message.find("reload"), std::string::npos);
+  }
+  // Documents are untouched, and compaction is idempotent and never moves back.
+  EXPECT_EQ(store_->Get(Collection::kSettings, "k2").value()->data, R"({"i":29})");
+  EXPECT_EQ(store_->CompactChanges(5).value(), 25);
+  EXPECT_EQ(store_->CompactChanges(100).value(), 25);
+  // At least the newest revision is always kept, even with retention 0.
+  EXPECT_EQ(store_->CompactChanges(0).value(), 29);
+  EXPECT_EQ(store_->ChangesSince(29).value().changes.size(), 1u);
+  EXPECT_EQ(Revision(), 30);
+}
+
+TEST_P(StoreConformance, RevisionsAreNeverReusedAfterCompaction) {
+  Churn(*store_, 10);
+  EXPECT_EQ(store_->CompactChanges(1).value(), 9);
+  Document d = MustPut(Collection::kUsers, "u", "{}");
+  EXPECT_EQ(d.revision, 11);
+  EXPECT_EQ(Revision(), 11);
+  EXPECT_EQ(store_->CompactChanges(1).value(), 10);
+  auto batch = store_->ChangesSince(10).value();
+  ASSERT_EQ(batch.changes.size(), 1u);
+  EXPECT_EQ(batch.changes[0].revision, 11);
+  EXPECT_EQ(batch.changes[0].key, "u");
+  // Audit-only and empty transactions still create no revision.
+  ASSERT_TRUE(store_->AppendAudit({.method = "m"}));
+  EXPECT_EQ(Revision(), 11);
+  EXPECT_EQ(MustPut(Collection::kUsers, "v", "{}").revision, 12);
+}
+
+TEST_P(StoreConformance, CompactionNeverTouchesTheAuditLog) {
+  for (int i = 0; i < 20; ++i) {
+    auto tx = store_->Begin().value();
+    ASSERT_TRUE(tx->Put(Collection::kSettings, "k", "{}"));
+    ASSERT_TRUE(tx->AppendAudit({.method = "m" + std::to_string(i)}));
+    ASSERT_TRUE(tx->Commit());
+  }
+  EXPECT_EQ(store_->CompactChanges(1).value(), 19);
+  auto page = store_->QueryAudit({.page_size = 100}).value();
+  ASSERT_EQ(page.records.size(), 20u);
+  EXPECT_EQ(page.records.front().entry.method, "m19");
+  EXPECT_EQ(page.records.back().entry.method, "m0");
+}
+
+TEST_P(StoreConformance, HoldsKeepWhatAFollowerHasNotConsumed) {
+  Churn(*store_, 10);
+  ChangeHold hold = store_->HoldChanges(4);
+  ChangeHold later = store_->HoldChanges(8);
+  Churn(*store_, 10);
+  // The lowest hold wins over the retention.
+  EXPECT_EQ(store_->CompactChanges(2).value(), 4);
+  EXPECT_EQ(store_->ChangesSince(4).value().last_revision, 20);
+  hold.Advance(12);
+  hold.Advance(6);  // never moves back
+  EXPECT_EQ(store_->CompactChanges(2).value(), 8);
+  hold.Reset();
+  later.Advance(15);
+  EXPECT_EQ(store_->CompactChanges(2).value(), 15);
+  later = ChangeHold();  // move-assigning releases the old hold
+  EXPECT_EQ(store_->CompactChanges(2).value(), 18);
+  // A hold taken behind the compacted point does not resurrect anything.
+  ChangeHold stale = store_->HoldChanges(3);
+  EXPECT_EQ(store_->CompactChanges(2).value(), 18);
+  EXPECT_EQ(store_->ChangesSince(3).error().code, Code::kOutOfRange);
+}
+
+TEST_P(StoreConformance, HoldMayOutliveTheStore) {
+  ChangeHold hold = store_->HoldChanges(0);
+  store_.reset();
+  hold.Advance(3);
+  hold.Reset();
+}
+
+TEST_P(StoreConformance, CommitsCompactAutomaticallyWithBoundedWork) {
+  store_.reset();
+  store_ = GetParam().make(dir_ + "/auto", &clock_, 10);
+  ASSERT_NE(store_, nullptr);
+  Churn(*store_, 200);
+  EXPECT_EQ(store_->CompactedRevision().value(), 190);
+  auto tail = store_->ChangesSince(190).value();
+  EXPECT_EQ(tail.last_revision, 200);
+  EXPECT_EQ(tail.changes.size(), 10u);
+  EXPECT_EQ(store_->ChangesSince(189).error().code, Code::kOutOfRange);
+
+  // A hold stops automatic compaction too; once released, each commit drops at most
+  // kCompactRevisionsPerCommit revisions until the window is back to 10.
+  {
+    ChangeHold hold = store_->HoldChanges(195);
+    Churn(*store_, 200);
+    EXPECT_EQ(store_->CompactedRevision().value(), 195);
+    EXPECT_EQ(store_->ChangesSince(195, 500).value().changes.size(), 205u);
+  }
+  Churn(*store_, 1);
+  EXPECT_EQ(store_->CompactedRevision().value(), 195 + kCompactRevisionsPerCommit);
+  Churn(*store_, 5);
+  EXPECT_EQ(store_->CompactedRevision().value(), 406 - 10);
+}
+
+TEST_P(StoreConformance, FollowerThatFellBehindReloadsAndCatchesUp) {
+  // The protocol a snapshot follower uses: follow from a cursor; on kOutOfRange, read a full
+  // snapshot and continue from the revision it was read at.
+  Churn(*store_, 5);
+  int64_t cursor = 2;
+  Churn(*store_, 20);
+  ASSERT_EQ(store_->CompactChanges(3).value(), 22);
+  auto r = store_->ChangesSince(cursor);
+  ASSERT_FALSE(r);
+  ASSERT_EQ(r.error().code, Code::kOutOfRange);
+  auto tx = store_->BeginRead().value();
+  auto page = tx->List(Collection::kSettings, {}).value();
+  EXPECT_EQ(page.documents.size(), 3u);
+  cursor = tx->Commit().value();
+  EXPECT_EQ(cursor, 25);
+  MustPut(Collection::kUsers, "u", "{}");
+  auto next = store_->ChangesSince(cursor).value();
+  ASSERT_EQ(next.changes.size(), 1u);
+  EXPECT_EQ(next.changes[0].key, "u");
+}
+
 INSTANTIATE_TEST_SUITE_P(
     Backends, StoreConformance,
     ::testing::Values(Backend{"Sqlite",
-                              [](const std::string& dir,
-                                 const Clock* clock) -> std::unique_ptr<Store> {
-                                auto s = SqliteStore::Open(dir, {.clock = clock});
+                              [](const std::string& dir, const Clock* clock,
+                                 int64_t retention) -> std::unique_ptr<Store> {
+                                auto s = SqliteStore::Open(
+                                    dir, {.clock = clock, .change_retention = retention});
                                 if (!s) ADD_FAILURE() << s.error().ToString();
                                 return s ? std::move(*s) : nullptr;
                               }},
                       Backend{"Memory",
-                              [](const std::string&, const Clock* clock) -> std::unique_ptr<Store> {
-                                return std::make_unique<MemoryStore>(clock);
+                              [](const std::string&, const Clock* clock,
+                                 int64_t retention) -> std::unique_ptr<Store> {
+                                return std::make_unique<MemoryStore>(clock, retention);
                               }}),
     [](const ::testing::TestParamInfo<Backend>& info) { return info.param.name; });
 
