@@ -262,7 +262,12 @@ asio::awaitable<int> Gateway::Impl::AwaitMinRevision(http::Exchange& ex, std::st
   });
   co_await w->timer.async_wait(use_nothrow);
   if (w->result == 1) co_return 0;
-  if (w->result == -1) w->result = 0;  // a late callback finds it settled
+  if (w->result == 0) {
+    li.reason = "X-Moat-Min-Revision " + std::to_string(revision) +
+                " cannot be waited for (shutting down or too many waiting requests)";
+    co_return 503;
+  }
+  w->result = 0;  // timed out; a late callback finds it settled
   li.reason = "X-Moat-Min-Revision " + std::to_string(revision) + " not enforced within " +
               std::to_string(waiter_.max_wait.count()) + " ms";
   co_return 503;

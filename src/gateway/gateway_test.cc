@@ -750,6 +750,29 @@ TEST_F(GatewayTest, MinRevisionNotReachedIs503AndMalformedIs400) {
   revs.Advance(100);
 }
 
+TEST_F(GatewayTest, MinRevisionRefusedByTheSourceIs503AtOnce) {
+  // A source that will not wait (shutting down, too many waiters) answers false at once: the
+  // request gets its 503 without sitting out max_wait, and nothing is forwarded.
+  RevisionWaiter w;
+  w.max_wait = std::chrono::seconds(30);
+  w.reached = [](int64_t r) { return r <= 5; };
+  w.notify = [](int64_t, std::function<void(bool)> done) { done(false); };
+  gateway_->SetRevisionWaiter(std::move(w));
+  std::string auth = std::string("Authorization: Bearer ") + kGood + "\r\n";
+  size_t before = upstream_.seen().size();
+  RawClient c(port());
+  auto start = std::chrono::steady_clock::now();
+  auto r = Send(c, Get("/echo", auth + "X-Moat-Min-Revision: 6\r\n"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 503);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+  EXPECT_EQ(upstream_.seen().size(), before);
+  // The connection stays usable, and a reached revision is decided as usual.
+  auto ok = Send(c, Get("/echo", auth + "X-Moat-Min-Revision: 5\r\n"));
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->head.status, 200);
+}
+
 }  // namespace
 }  // namespace moat::gateway
 

@@ -51,18 +51,30 @@ void Reconciler::NotifyReconciled(int64_t revision, std::function<void(bool)> do
 }
 
 void Reconciler::Apply(std::shared_ptr<const state::View> view) {
-  bool relevant = view->changed.empty();  // the first View
-  for (auto c : view->changed) {
-    if (c == store::Collection::kServices || c == store::Collection::kProjects) relevant = true;
-  }
   std::vector<std::function<void(bool)>> ready;
   {
     std::lock_guard lock(mu_);
+    // Views may reach us out of order (a listener registered while the live state already
+    // follows the store gets the then-current View from another thread): never go back.
+    if (view->revision < applied_revision_) return;
+    applied_revision_ = view->revision;
+    // The first View (whatever it says changed) and every View touching services or projects
+    // rebuild the routes; the others only move the reconciled revision.
+    bool relevant = !seen_view_ || view->changed.empty();
+    for (auto c : view->changed) {
+      if (c == store::Collection::kServices || c == store::Collection::kProjects) relevant = true;
+    }
+    seen_view_ = true;
     if (relevant) {
       pending_ = std::move(view);
-    } else if (!pending_ && done_revision_ >= 0) {
-      // Nothing for us; still counts as reconciled once earlier work is done.
+    } else if (!pending_ && !busy_) {
+      // Nothing for us and nothing in flight: reconciled as it stands.
       AdvanceLocked(view->revision, &ready);
+    } else {
+      // An earlier View is still being (or about to be) reconciled: this revision counts only
+      // once that work is published, never before (a waiter released here would see a route
+      // table without the service that earlier View deployed).
+      deferred_revision_ = std::max(deferred_revision_, view->revision);
     }
     cv_.notify_all();
   }
@@ -84,12 +96,18 @@ void Reconciler::Run() {
       if (stop_) return;
       view = std::move(pending_);
       pending_.reset();
+      busy_ = true;
     }
     Reconcile(*view);
     std::vector<std::function<void(bool)>> ready;
     {
       std::lock_guard lock(mu_);
-      AdvanceLocked(view->revision, &ready);
+      busy_ = false;
+      int64_t reached = view->revision;
+      // Revisions that changed nothing of ours and arrived meanwhile are covered too, unless a
+      // newer relevant View waits (then they count once it is done).
+      if (!pending_) reached = std::max(reached, deferred_revision_);
+      AdvanceLocked(reached, &ready);
       cv_.notify_all();
     }
     for (auto& done : ready) done(true);
@@ -125,7 +143,8 @@ void Reconciler::Reconcile(const state::View& view) {
     p.metadata_host = *md;
     auto st = supervisor_.Start(std::move(p));
     if (!st) {
-      log::Error("cannot start the service", {{"service", spec.name}, {"error", st.error().message}});
+      log::Error("cannot start the service",
+                 {{"service", spec.name}, {"error", st.error().message}});
       continue;
     }
     running_[spec.name] = spec.generation;

@@ -64,6 +64,15 @@ class Reconciler {
   std::mutex mu_;
   std::condition_variable cv_;
   std::shared_ptr<const state::View> pending_;
+  bool seen_view_ = false;         // guarded by mu_
+  int64_t applied_revision_ = -1;  // the newest View handed to Apply; guarded by mu_
+  bool busy_ = false;              // the thread is reconciling a View it took from pending_; mu_
+  // The newest revision whose View changed nothing of ours but arrived while earlier work was
+  // pending or in flight; it counts as reconciled once that work is published. Guarded by mu_.
+  int64_t deferred_revision_ = -1;
+  // INVARIANT: the published route table reflects a View at least as new as every View that
+  // changed services or projects with revision <= done_revision_ (so a request released at
+  // revision N finds every service deployed up to N).
   int64_t done_revision_ = -1;
   std::atomic<int64_t> done_atomic_{-1};
   std::multimap<int64_t, std::function<void(bool)>> waiters_;  // guarded by mu_
