@@ -276,27 +276,7 @@ Status LoggingRead(Context& ctx) {
     add("kind", kind);
   }
   if (auto f = ctx.Flag("freshness")) {
-    // gcloud's --freshness form: an integer with s, m, h or d.
-    std::optional<std::chrono::nanoseconds> d;
-    if (f->size() > 1 && f->size() < 8 && f->find_first_not_of("0123456789") == f->size() - 1) {
-      int64_t n = std::stoll(f->substr(0, f->size() - 1));
-      switch (f->back()) {
-        case 's':
-          d = std::chrono::seconds(n);
-          break;
-        case 'm':
-          d = std::chrono::minutes(n);
-          break;
-        case 'h':
-          d = std::chrono::hours(n);
-          break;
-        case 'd':
-          d = std::chrono::hours(24 * n);
-          break;
-        default:
-          break;
-      }
-    }
+    auto d = ParseFlagDuration(*f);
     if (!d || d->count() <= 0) {
       return ctx.UsageError("flag `--freshness` must be a duration such as 30m, 1h or 7d, not `" +
                             *f + "`");

@@ -99,3 +99,13 @@ TEST(Random, Shapes) {
 
 }  // namespace
 }  // namespace moat
+
+TEST(Time, ParseFlagDurationTakesGcloudsShortForms) {
+  EXPECT_EQ(*moat::ParseFlagDuration("90s"), std::chrono::seconds(90));
+  EXPECT_EQ(*moat::ParseFlagDuration("15m"), std::chrono::minutes(15));
+  EXPECT_EQ(*moat::ParseFlagDuration("1h"), std::chrono::hours(1));
+  EXPECT_EQ(*moat::ParseFlagDuration("7d"), std::chrono::hours(24 * 7));
+  for (const char* bad : {"", "s", "1", "1.5h", "-1h", "1w", "h1", "123456789s"}) {
+    EXPECT_FALSE(moat::ParseFlagDuration(bad)) << bad;
+  }
+}

@@ -164,4 +164,20 @@ std::string FormatDuration(std::chrono::nanoseconds d) {
   return out + "s";
 }
 
+std::optional<std::chrono::seconds> ParseFlagDuration(std::string_view text) {
+  if (text.size() < 2 || text.size() > 8) return std::nullopt;
+  int64_t n = 0;
+  for (char c : text.substr(0, text.size() - 1)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    n = n * 10 + (c - '0');
+  }
+  switch (text.back()) {
+    case 's': return std::chrono::seconds(n);
+    case 'm': return std::chrono::seconds(n * 60);
+    case 'h': return std::chrono::seconds(n * 3600);
+    case 'd': return std::chrono::seconds(n * 86400);
+    default: return std::nullopt;
+  }
+}
+
 }  // namespace moat

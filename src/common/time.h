@@ -20,5 +20,7 @@ std::optional<TimePoint> ParseRfc3339(std::string_view text);
 // "3600s", "0.5s" → duration (protobuf Duration JSON form).
 std::optional<std::chrono::nanoseconds> ParseDuration(std::string_view text);
 std::string FormatDuration(std::chrono::nanoseconds d);
+// gcloud's flag form: a whole number with s, m, h or d ("90s", "15m", "7d"); nullopt otherwise.
+std::optional<std::chrono::seconds> ParseFlagDuration(std::string_view text);
 
 }  // namespace moat

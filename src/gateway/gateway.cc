@@ -160,6 +160,11 @@ class Gateway::Impl {
   // reached in time).
   asio::awaitable<int> AwaitMinRevision(http::Exchange& ex, std::string_view value,
                                         LogInfo& li);
+  // Calls `start(done)`, where `done(bool)` may run on any thread, and waits without blocking
+  // the worker until it is called or `deadline` passes.
+  enum class Signal { kYes, kNo, kTimedOut };
+  asio::awaitable<Signal> AwaitSignal(http::Exchange& ex, Clock::time_point deadline,
+                                      const std::function<void(std::function<void(bool)>)>& start);
   // Starts a command-run service that is not running and waits (without blocking the worker)
   // until it is ready or `deadline` passes. True when it is ready.
   asio::awaitable<bool> AwaitActivation(http::Exchange& ex, Activator& activator,
@@ -231,6 +236,33 @@ asio::awaitable<bool> Gateway::Impl::Reply(http::Exchange& ex, LogInfo& li, int 
   co_return ok&& keep;
 }
 
+asio::awaitable<Gateway::Impl::Signal> Gateway::Impl::AwaitSignal(
+    http::Exchange& ex, Clock::time_point deadline,
+    const std::function<void(std::function<void(bool)>)>& start) {
+  // A timer the callback cancels. The callback is posted to this connection's executor, so the
+  // state is only touched on this thread; a callback after the deadline finds it settled.
+  struct Wait {
+    explicit Wait(const asio::any_io_executor& e) : timer(e) {}
+    asio::steady_timer timer;
+    int result = -1;  // -1 pending, 0 no, 1 yes
+  };
+  auto w = std::make_shared<Wait>(ex.conn.stream.get_executor());
+  w->timer.expires_at(deadline);
+  start([w](bool ok) {
+    asio::post(w->timer.get_executor(), [w, ok] {
+      if (w->result != -1) return;
+      w->result = ok ? 1 : 0;
+      w->timer.cancel();
+    });
+  });
+  co_await w->timer.async_wait(use_nothrow);
+  if (w->result == -1) {
+    w->result = 0;
+    co_return Signal::kTimedOut;
+  }
+  co_return w->result == 1 ? Signal::kYes : Signal::kNo;
+}
+
 asio::awaitable<int> Gateway::Impl::AwaitMinRevision(http::Exchange& ex, std::string_view value,
                                                      LogInfo& li) {
   int64_t revision = 0;
@@ -244,55 +276,28 @@ asio::awaitable<int> Gateway::Impl::AwaitMinRevision(http::Exchange& ex, std::st
     co_return 503;
   }
   if (waiter_.reached(revision)) co_return 0;
-  // Wait on a timer that the waiter's callback cancels (posted to this connection's
-  // executor, so the state is only touched on this thread).
-  struct Wait {
-    explicit Wait(const asio::any_io_executor& e) : timer(e) {}
-    asio::steady_timer timer;
-    int result = -1;  // -1 pending, 0 refused, 1 reached
+  auto notify = [&](std::function<void(bool)> done) {
+    waiter_.notify(revision, std::move(done));
   };
-  auto w = std::make_shared<Wait>(ex.conn.stream.get_executor());
-  w->timer.expires_after(waiter_.max_wait);
-  waiter_.notify(revision, [w](bool ok) {
-    asio::post(w->timer.get_executor(), [w, ok] {
-      if (w->result != -1) return;
-      w->result = ok ? 1 : 0;
-      w->timer.cancel();
-    });
-  });
-  co_await w->timer.async_wait(use_nothrow);
-  if (w->result == 1) co_return 0;
-  if (w->result == 0) {
+  Signal r = co_await AwaitSignal(ex, Clock::now() + waiter_.max_wait, notify);
+  if (r == Signal::kYes) co_return 0;
+  if (r == Signal::kNo) {
     li.reason = "X-Moat-Min-Revision " + std::to_string(revision) +
                 " cannot be waited for (shutting down or too many waiting requests)";
     co_return 503;
   }
-  w->result = 0;  // timed out; a late callback finds it settled
   li.reason = "X-Moat-Min-Revision " + std::to_string(revision) + " not enforced within " +
               std::to_string(waiter_.max_wait.count()) + " ms";
   co_return 503;
 }
-
 asio::awaitable<bool> Gateway::Impl::AwaitActivation(http::Exchange& ex, Activator& activator,
                                                       Clock::time_point deadline) {
-  struct Wait {
-    explicit Wait(const asio::any_io_executor& e) : timer(e) {}
-    asio::steady_timer timer;
-    int result = -1;  // -1 pending, 0 failed, 1 ready
-  };
-  auto w = std::make_shared<Wait>(ex.conn.stream.get_executor());
-  w->timer.expires_at(deadline);
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  activator.Activate(std::max(left, std::chrono::milliseconds(1)), [w](bool ok) {
-    asio::post(w->timer.get_executor(), [w, ok] {
-      if (w->result != -1) return;
-      w->result = ok ? 1 : 0;
-      w->timer.cancel();
-    });
-  });
-  co_await w->timer.async_wait(use_nothrow);
-  if (w->result == -1) w->result = 0;  // timed out; a late callback finds it settled
-  co_return w->result == 1;
+  auto activate = [&](std::function<void(bool)> done) {
+    activator.Activate(std::max(left, std::chrono::milliseconds(1)), std::move(done));
+  };
+  Signal r = co_await AwaitSignal(ex, deadline, activate);
+  co_return r == Signal::kYes;
 }
 
 asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {

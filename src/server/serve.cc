@@ -17,6 +17,7 @@
 #include "api/routes.h"
 #include "common/json.h"
 #include "common/log.h"
+#include "common/time.h"
 #include "gateway/forward_auth.h"
 #include "gateway/gateway.h"
 #include "http/client.h"
@@ -175,15 +176,11 @@ Result<ServeOptions> ParseServeFlags(const std::vector<std::string>& args) {
     } else if (a == "--scale-to-zero-after") {
       std::string v;
       MOAT_CHECK_OK(take(&v));
-      int64_t n = 0;
-      char unit = v.empty() ? '\0' : v.back();
-      bool digits = v.size() > 1 && v.size() < 10 &&
-                    v.find_first_not_of("0123456789") == v.size() - 1;
-      if (digits) n = std::stoll(v.substr(0, v.size() - 1));
+      auto d = ParseFlagDuration(v);
       if (v == "0") {
         o.scale_to_zero_after = std::chrono::milliseconds(0);
-      } else if (digits && (unit == 's' || unit == 'm' || unit == 'h')) {
-        o.scale_to_zero_after = std::chrono::seconds(n * (unit == 's' ? 1 : unit == 'm' ? 60 : 3600));
+      } else if (d && v.back() != 'd') {
+        o.scale_to_zero_after = *d;
       } else {
         return InvalidArgument("flag `--scale-to-zero-after` must be a duration such as 90s, 15m "
                                "or 1h (0 = never), not `" + v + "`");
