@@ -4,6 +4,7 @@
 
 #include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/beast/http/error.hpp>
+#include <boost/container/small_vector.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <cerrno>
@@ -68,9 +69,11 @@ bool StartsWithI(std::string_view s, std::string_view p) {
   return s.size() >= p.size() && http::IEquals(s.substr(0, p.size()), p);
 }
 
-// Field names listed in the Connection header(s) (they are hop-by-hop too).
-std::vector<std::string_view> ConnectionTokens(const http::Headers& h) {
-  std::vector<std::string_view> out;
+// Field names listed in the Connection header(s) (they are hop-by-hop too). Usually one or
+// two ("keep-alive", "close"), kept without a heap allocation.
+using TokenList = boost::container::small_vector<std::string_view, 4>;
+TokenList ConnectionTokens(const http::Headers& h) {
+  TokenList out;
   for (const http::Field& f : h) {
     if (!http::IEquals(f.name, "connection")) continue;
     std::string_view list = f.value;
@@ -87,7 +90,7 @@ std::vector<std::string_view> ConnectionTokens(const http::Headers& h) {
   return out;
 }
 
-bool Named(const std::vector<std::string_view>& tokens, std::string_view name) {
+bool Named(const TokenList& tokens, std::string_view name) {
   for (std::string_view t : tokens) {
     if (http::IEquals(t, name)) return true;
   }
@@ -191,8 +194,7 @@ asio::awaitable<void> Pump(Conn& from, Conn& to) {
       from.buffer.consume(from.buffer.size());
       if (wec) break;
     }
-    auto [ec, n] =
-        co_await from.stream.async_read_some(from.buffer.prepare(16 * 1024), use_nothrow);
+    auto [ec, n] = co_await from.stream.ReadSome(from.buffer.prepare(16 * 1024));
     from.buffer.commit(n);
     if (ec && from.buffer.size() == 0) break;
   }
@@ -409,7 +411,7 @@ std::string Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDeci
                                         bool websocket) {
   using http::IEquals;
   const http::RequestHead& head = ex.head;
-  std::vector<std::string_view> named = ConnectionTokens(head.headers);
+  TokenList named = ConnectionTokens(head.headers);
   std::string out;
   out.reserve(512 + head.target.size() + head.headers.size() * 48);
   out.append(head.method);
@@ -433,13 +435,13 @@ std::string Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDeci
     }
     if (IEquals(n, "authorization")) {
       if (d.token_header == TokenHeader::kAuthorization) {
-        if (auto s = StripJwtSignature(f.value)) http::AppendField(&out, n, *s);
+        AppendStrippedJwtField(&out, n, f.value);
         continue;
       }
     } else if (IEquals(n, "x-serverless-authorization")) {
       // Forwarded only when it carried the verified token, and never with its signature.
       if (d.token_header == TokenHeader::kServerlessAuthorization) {
-        if (auto s = StripJwtSignature(f.value)) http::AppendField(&out, n, *s);
+        AppendStrippedJwtField(&out, n, f.value);
       }
       continue;
     }
@@ -512,7 +514,7 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
     up = attempt == 0 ? Acquire(ws, svc, has_body) : nullptr;
     bool reused = up != nullptr;
     if (!up) {
-      up = std::make_unique<Conn>(beast::tcp_stream(ex.conn.stream.get_executor()));
+      up = std::make_unique<Conn>(ex.conn.stream.get_executor());
       auto left = deadline - Clock::now();
       auto budget = std::min<Clock::duration>(options_.connect_timeout, left);
       error_code ec =
@@ -522,7 +524,7 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
         // wait for it (as Cloud Run holds requests for a starting instance), then retry once.
         metrics_.CountActivation(ex.worker);
         if (co_await AwaitActivation(ex, *svc.activator, deadline)) {
-          up = std::make_unique<Conn>(beast::tcp_stream(ex.conn.stream.get_executor()));
+          up = std::make_unique<Conn>(ex.conn.stream.get_executor());
           left = deadline - Clock::now();
           budget = std::min<Clock::duration>(options_.connect_timeout, left);
           ec = co_await http::Connect(up->stream, svc.upstream_host, svc.upstream_port, budget);
@@ -646,7 +648,7 @@ asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& 
                                                    http::ResponseHead& resp,
                                                    bool upstream_reusable) {
   using http::IEquals;
-  std::vector<std::string_view> named = ConnectionTokens(resp.headers);
+  TokenList named = ConnectionTokens(resp.headers);
   const bool client_11 = ex.head.version_minor == 1;
   // How the body goes to the client: as-is with Content-Length, re-chunked, or until close.
   enum class Out { kNone, kLength, kChunked, kUntilClose } out_kind;
@@ -743,7 +745,7 @@ asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
                                             const ServiceEntry& svc, const GateDecision& d) {
   WorkerState& ws = workers_[ex.worker];
   const auto deadline = Clock::now() + svc.request_timeout;
-  auto up = std::make_unique<Conn>(beast::tcp_stream(ex.conn.stream.get_executor()));
+  auto up = std::make_unique<Conn>(ex.conn.stream.get_executor());
   error_code ec = co_await http::Connect(
       up->stream, svc.upstream_host, svc.upstream_port,
       std::min<Clock::duration>(options_.connect_timeout, deadline - Clock::now()));
@@ -777,7 +779,7 @@ asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
     ex.head.keep_alive = false;
     co_return co_await RelayResponse(ex, li, ws, svc, std::move(up), resp, false);
   }
-  std::vector<std::string_view> named = ConnectionTokens(resp.headers);
+  TokenList named = ConnectionTokens(resp.headers);
   std::string head = "HTTP/1.1 101 Switching Protocols\r\n";
   for (const http::Field& f : resp.headers) {
     if (IsHopByHop(f.name) || Named(named, f.name) || http::IEquals(f.name, "x-request-id")) {

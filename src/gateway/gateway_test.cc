@@ -625,6 +625,11 @@ TEST(GatewayPages, StripsSignaturesOrRefuses) {
   EXPECT_FALSE(StripJwtSignature("Bearer opaque"));
   EXPECT_FALSE(StripJwtSignature("Bearer a.b.c.d.e"));
   EXPECT_FALSE(StripJwtSignature("Bearer .b.c"));
+  std::string line = "x";
+  EXPECT_TRUE(AppendStrippedJwtField(&line, "Authorization", "bearer  a.b.c"));
+  EXPECT_EQ(line, "xAuthorization: Bearer a.b.SIGNATURE_REMOVED_BY_GOOGLE\r\n");
+  EXPECT_FALSE(AppendStrippedJwtField(&line, "Authorization", "Bearer a.b"));
+  EXPECT_EQ(line, "xAuthorization: Bearer a.b.SIGNATURE_REMOVED_BY_GOOGLE\r\n");
   EXPECT_EQ(HtmlEscape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
   EXPECT_NE(
       UnauthorizedPage("/").find(

@@ -89,22 +89,40 @@ std::string ErrorPage(int status) {
   }
 }
 
-std::optional<std::string> StripJwtSignature(std::string_view v) {
+namespace {
+// "h.p." of a bearer JWT value, or "" when it is not one.
+std::string_view UnsignedPart(std::string_view v) {
   size_t sp = v.find(' ');
-  if (sp == std::string_view::npos || !http::IEquals(v.substr(0, sp), "bearer")) {
-    return std::nullopt;
-  }
+  if (sp == std::string_view::npos || !http::IEquals(v.substr(0, sp), "bearer")) return {};
   std::string_view token = v.substr(sp + 1);
   while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
   size_t d1 = token.find('.');
-  if (d1 == std::string_view::npos || d1 == 0) return std::nullopt;
+  if (d1 == std::string_view::npos || d1 == 0) return {};
   size_t d2 = token.find('.', d1 + 1);
-  if (d2 == std::string_view::npos || d2 == d1 + 1) return std::nullopt;
-  if (token.find('.', d2 + 1) != std::string_view::npos) return std::nullopt;
+  if (d2 == std::string_view::npos || d2 == d1 + 1) return {};
+  if (token.find('.', d2 + 1) != std::string_view::npos) return {};
+  return token.substr(0, d2 + 1);
+}
+}  // namespace
+
+std::optional<std::string> StripJwtSignature(std::string_view v) {
+  std::string_view unsigned_part = UnsignedPart(v);
+  if (unsigned_part.empty()) return std::nullopt;
   std::string out = "Bearer ";
-  out.append(token.substr(0, d2 + 1));
+  out.append(unsigned_part);
   out.append(kSignatureRemoved);
   return out;
+}
+
+bool AppendStrippedJwtField(std::string* out, std::string_view name, std::string_view v) {
+  std::string_view unsigned_part = UnsignedPart(v);
+  if (unsigned_part.empty()) return false;
+  out->append(name);
+  out->append(": Bearer ");
+  out->append(unsigned_part);
+  out->append(kSignatureRemoved);
+  out->append("\r\n");
+  return true;
 }
 
 }  // namespace moat::gateway

@@ -28,5 +28,9 @@ std::string ErrorPage(int status);
 // bearer JWT with three segments (the caller must then drop the header: never forward a
 // replayable credential).
 std::optional<std::string> StripJwtSignature(std::string_view header_value);
+// The same, appended to *out as a header field line "name: Bearer h.p.SIGNATURE_REMOVED…\r\n"
+// without a temporary; false (nothing appended) when the value is not a bearer JWT.
+bool AppendStrippedJwtField(std::string* out, std::string_view name,
+                            std::string_view header_value);
 
 }  // namespace moat::gateway

@@ -115,7 +115,7 @@ asio::awaitable<Result<ClientResponse>> ReadResponse(Conn& conn, const ClientReq
 asio::awaitable<Result<ClientResponse>> DoFetch(const ClientRequest& req, const ParsedUrl& url) {
   auto deadline = std::chrono::steady_clock::now() + req.timeout;
   auto ex = co_await asio::this_coro::executor;
-  Conn conn{beast::tcp_stream(ex)};
+  Conn conn{ex};
   error_code ec = co_await Connect(conn.stream, url.host, url.port, req.timeout);
   if (ec == beast::error::timeout) co_return Error{Code::kDeadlineExceeded, "connect timed out"};
   if (ec) co_return Unavailable("cannot connect to `" + url.authority + "`: " + ec.message());
@@ -139,7 +139,7 @@ asio::awaitable<Result<ClientResponse>> DoFetch(const ClientRequest& req, const 
   // Join the writer before `conn` and `out` go away. A complete response ends the exchange
   // (the request has Connection: close), so an unfinished write is abandoned.
   // Closing (not just cancelling) also fails a write the writer has yet to start, e.g. the next
-  // piece of async_write whose previous piece completed in the same turn.
+  // wait of a write that found the send buffer full.
   const bool abandoned = !write.done;
   conn.Close();
   if (abandoned) {

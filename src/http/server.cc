@@ -220,7 +220,7 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
   error_code ec;
   socket.set_option(tcp::no_delay(true), ec);
   std::string remote = EndpointString(socket);
-  Conn conn{beast::tcp_stream(std::move(socket))};
+  Conn conn{std::move(socket)};
   ConnEntry entry{&conn, true};
   w.conns.insert(&entry);
   struct Unregister {

@@ -1,10 +1,12 @@
 #include "http/stream.h"
 
+#include <sys/socket.h>
+#include <sys/uio.h>
+
 #include <array>
-#include <boost/asio/connect.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/write.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/error.hpp>
+#include <cerrno>
 #include <cstdio>
 
 #include "common/random.h"
@@ -52,6 +54,152 @@ bool IsLowerHex(std::string_view s) {
 }
 }  // namespace
 
+struct Stream::Watchdog {
+  explicit Watchdog(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  Stream* owner = nullptr;  // nullptr once the stream is gone
+  uint64_t generation = 0;  // of the pending wait; older completions are ignored
+  bool armed = false;
+  Clock::time_point at;
+};
+
+Stream::Stream(asio::ip::tcp::socket s) : socket_(std::move(s)) {
+  error_code ec;
+  socket_.non_blocking(true, ec);
+}
+
+Stream::~Stream() {
+  if (watchdog_) {
+    watchdog_->owner = nullptr;
+    watchdog_->timer.cancel();
+  }
+}
+
+void Stream::expires_at(Clock::time_point t) {
+  deadline_ = t;
+  timed_out_ = false;
+  // An earlier deadline while an operation waits must bring the watchdog forward.
+  if (waiting_ > 0) Arm();
+}
+
+void Stream::cancel() {
+  error_code ec;
+  socket_.cancel(ec);
+}
+
+void Stream::close() {
+  error_code ec;
+  socket_.close(ec);
+}
+
+void Stream::Arm() {
+  if (deadline_ == Clock::time_point::max()) return;
+  if (!watchdog_) {
+    watchdog_ = std::make_shared<Watchdog>(socket_.get_executor());
+    watchdog_->owner = this;
+  }
+  Watchdog& w = *watchdog_;
+  if (w.armed && w.at <= deadline_) return;  // it fires early enough, then re-checks
+  w.armed = true;
+  w.at = deadline_;
+  uint64_t generation = ++w.generation;
+  w.timer.expires_at(deadline_);
+  w.timer.async_wait([w = watchdog_, generation](error_code ec) {
+    if (ec || w->owner == nullptr || w->generation != generation) return;
+    w->armed = false;
+    w->owner->OnWatchdog();
+  });
+}
+
+void Stream::OnWatchdog() {
+  if (waiting_ == 0 || deadline_ == Clock::time_point::max()) return;
+  if (Clock::now() >= deadline_) {
+    timed_out_ = true;
+    cancel();
+    return;
+  }
+  Arm();
+}
+
+// Before waiting: timeout if the deadline has passed, else the watchdog is armed for it.
+error_code Stream::BeginWait() {
+  if (deadline_ != Clock::time_point::max()) {
+    if (timed_out_ || Clock::now() >= deadline_) {
+      timed_out_ = true;
+      return beast::error::timeout;
+    }
+    Arm();
+  }
+  ++waiting_;
+  return {};
+}
+
+asio::awaitable<std::tuple<error_code, size_t>> Stream::ReadSome(asio::mutable_buffer b) {
+  if (error_code ec = BeginWait()) co_return std::tuple<error_code, size_t>{ec, 0};
+  auto [ec, n] = co_await socket_.async_read_some(b, use_nothrow);
+  co_return std::tuple<error_code, size_t>{EndWait(ec), n};
+}
+
+error_code Stream::TrySend(std::span<const asio::const_buffer> bufs, size_t skip, size_t* sent) {
+  constexpr size_t kMaxBuffers = 8;
+  if (bufs.size() > kMaxBuffers) return asio::error::invalid_argument;
+  iovec iov[kMaxBuffers];
+  size_t count = 0;
+  for (const asio::const_buffer& b : bufs) {
+    size_t size = b.size();
+    const char* data = static_cast<const char*>(b.data());
+    if (skip >= size) {
+      skip -= size;
+      continue;
+    }
+    iov[count].iov_base = const_cast<char*>(data + skip);
+    iov[count].iov_len = size - skip;
+    skip = 0;
+    ++count;
+  }
+  size_t first = 0;
+  while (first < count) {
+    msghdr msg{};
+    msg.msg_iov = iov + first;
+    msg.msg_iovlen = count - first;
+    ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return asio::error::would_block;
+      return error_code(errno, asio::error::get_system_category());
+    }
+    auto left = static_cast<size_t>(n);
+    *sent += left;
+    while (first < count && left >= iov[first].iov_len) left -= iov[first++].iov_len;
+    if (left > 0) {
+      iov[first].iov_base = static_cast<char*>(iov[first].iov_base) + left;
+      iov[first].iov_len -= left;
+    }
+  }
+  return {};
+}
+
+asio::awaitable<error_code> Stream::Write(std::span<const asio::const_buffer> bufs, size_t skip) {
+  for (;;) {
+    error_code ec = TrySend(bufs, skip, &skip);
+    if (ec != asio::error::would_block) co_return ec;
+    // The send buffer is full (a slow reader): wait until it drains.
+    if (error_code wec = BeginWait()) co_return wec;
+    auto [wait_ec] = co_await socket_.async_wait(asio::socket_base::wait_write, use_nothrow);
+    if (error_code wec = EndWait(wait_ec)) co_return wec;
+  }
+}
+
+asio::awaitable<error_code> Stream::Connect(const asio::ip::tcp::endpoint& ep) {
+  if (error_code ec = BeginWait()) co_return ec;
+  auto [cec] = co_await socket_.async_connect(ep, use_nothrow);
+  if (error_code ec = EndWait(cec)) co_return ec;
+  error_code ignored;
+  socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
+  socket_.non_blocking(true, ignored);
+  co_return error_code{};
+}
+
 void Conn::Close() {
   error_code ec;
   stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
@@ -76,7 +224,14 @@ asio::awaitable<ReadHeadStatus> ReadHead(Conn& c, size_t max_bytes,
     if (have.size() >= max_bytes) co_return ReadHeadStatus::kTooLarge;
     searched = have.size();
     size_t want = std::min(kReadChunk, max_bytes - have.size());
-    auto [ec, n] = co_await c.stream.async_read_some(c.buffer.prepare(want), use_nothrow);
+    error_code ec = c.stream.BeginWait();
+    size_t n = 0;
+    if (!ec) {
+      auto [read_ec, read_n] =
+          co_await c.stream.socket().async_read_some(c.buffer.prepare(want), use_nothrow);
+      ec = c.stream.EndWait(read_ec);
+      n = read_n;
+    }
     c.buffer.commit(n);
     if (ec) {
       if (ec == beast::error::timeout) co_return ReadHeadStatus::kTimeout;
@@ -142,7 +297,14 @@ asio::awaitable<error_code> BodyReader::Next(Conn& c, std::string_view* data) {
         co_return error_code{};
       }
     }
-    auto [ec, n] = co_await c.stream.async_read_some(c.buffer.prepare(kReadChunk), use_nothrow);
+    error_code ec = c.stream.BeginWait();
+    size_t n = 0;
+    if (!ec) {
+      auto [read_ec, read_n] =
+          co_await c.stream.socket().async_read_some(c.buffer.prepare(kReadChunk), use_nothrow);
+      ec = c.stream.EndWait(read_ec);
+      n = read_n;
+    }
     c.buffer.commit(n);
     if (ec == asio::error::eof && kind_ == BodyKind::kUntilClose) {
       done_ = true;
@@ -182,8 +344,11 @@ void AppendResponseHead(std::string* out, int status, const Headers& headers) {
 }
 
 asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data) {
-  auto [ec, n] =
-      co_await asio::async_write(c.stream, asio::buffer(data.data(), data.size()), use_nothrow);
+  asio::const_buffer b(data.data(), data.size());
+  std::span<const asio::const_buffer> bufs(&b, 1);
+  size_t sent = 0;
+  error_code ec = c.stream.TrySend(bufs, 0, &sent);
+  if (ec == asio::error::would_block) ec = co_await c.stream.Write(bufs, sent);
   co_return ec;
 }
 
@@ -194,13 +359,15 @@ asio::awaitable<error_code> WriteChunk(Conn& c, std::string_view data) {
   std::array<asio::const_buffer, 3> bufs = {asio::buffer(size_line, static_cast<size_t>(n)),
                                             asio::buffer(data.data(), data.size()),
                                             asio::buffer("\r\n", 2)};
-  auto [ec, written] = co_await asio::async_write(c.stream, bufs, use_nothrow);
+  size_t sent = 0;
+  error_code ec = c.stream.TrySend(bufs, 0, &sent);
+  if (ec == asio::error::would_block) ec = co_await c.stream.Write(bufs, sent);
   co_return ec;
 }
 
 asio::awaitable<error_code> WriteLastChunk(Conn& c) { co_return co_await WriteAll(c, "0\r\n\r\n"); }
 
-asio::awaitable<error_code> Connect(beast::tcp_stream& s, const std::string& host, uint16_t port,
+asio::awaitable<error_code> Connect(Stream& s, const std::string& host, uint16_t port,
                                     std::chrono::steady_clock::duration timeout) {
   using asio::ip::tcp;
   s.expires_after(timeout);
@@ -215,16 +382,16 @@ asio::awaitable<error_code> Connect(beast::tcp_stream& s, const std::string& hos
   };
   asio::ip::address addr = is_localhost(host) ? asio::ip::make_address("127.0.0.1", ec)
                                               : asio::ip::make_address(host, ec);
-  if (!ec) {
-    auto [cec] = co_await s.async_connect(tcp::endpoint(addr, port), use_nothrow);
-    if (!cec) s.socket().set_option(tcp::no_delay(true), ec);
-    co_return cec;
-  }
+  if (!ec) co_return co_await s.Connect(tcp::endpoint(addr, port));
   tcp::resolver resolver(s.get_executor());
   auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_nothrow);
   if (rec) co_return rec;
-  auto [cec, ep] = co_await s.async_connect(results, use_nothrow);
-  if (!cec) s.socket().set_option(tcp::no_delay(true), ec);
+  error_code cec = asio::error::host_not_found;
+  for (const auto& entry : results) {
+    s.close();
+    cec = co_await s.Connect(entry.endpoint());
+    if (!cec || cec == beast::error::timeout) break;
+  }
   co_return cec;
 }
 

@@ -10,13 +10,17 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <chrono>
 #include <limits>
+#include <memory>
+#include <span>
 #include <string>
 #include <string_view>
+#include <tuple>
 
 #include "http/framing.h"
 #include "http/message.h"
@@ -28,11 +32,78 @@ namespace beast = boost::beast;
 using error_code = boost::system::error_code;
 inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 
-// A connected TCP stream (with Beast's per-operation deadline) and the bytes read from it
-// but not yet consumed.
+// A TCP socket with a deadline, built for the proxy's hot path:
+// - Writes go straight to send(2)/sendmsg(2) and return without suspending when the kernel
+//   takes the bytes (the usual case); only a full send buffer waits for writability.
+// - Reads use Asio's reactor (its speculative-read bookkeeping avoids EAGAIN round trips).
+// - The deadline costs nothing per operation: it is a stored time point, and one lazily armed
+//   timer per stream (its "watchdog") fires at the earliest deadline an operation waited
+//   under. When it fires, an operation still waiting past the deadline is cancelled and
+//   reports beast::error::timeout; otherwise it re-arms for the current deadline. Moving the
+//   deadline later (every request does) therefore re-arms nothing.
+// A deadline applies to operations that have to wait: an operation that completes at once
+// succeeds even after it. Once an operation timed out, every later one fails with
+// beast::error::timeout until the deadline is moved.
+//
+// Thread-safety: one thread; at most one read and one write (or connect) in flight.
+class Stream {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit Stream(const asio::any_io_executor& ex) : socket_(ex) {}
+  // Takes a connected socket (e.g. from accept) and makes it non-blocking.
+  explicit Stream(asio::ip::tcp::socket s);
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  asio::ip::tcp::socket& socket() { return socket_; }
+  asio::any_io_executor get_executor() { return socket_.get_executor(); }
+
+  void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
+  void expires_at(Clock::time_point t);
+  void expires_never() { expires_at(Clock::time_point::max()); }
+  // Wakes waiting operations with asio::error::operation_aborted.
+  void cancel();
+  void close();
+
+  // Reads at least one byte into `b`: asio::error::eof at the end of the stream,
+  // beast::error::timeout past the deadline.
+  asio::awaitable<std::tuple<error_code, size_t>> ReadSome(asio::mutable_buffer b);
+  // ReadSome without its coroutine frame, for the hot loops: `if (ec = BeginWait()) fail;
+  // auto [ec, n] = co_await socket().async_read_some(b, use_nothrow); ec = EndWait(ec);`.
+  error_code BeginWait();
+  error_code EndWait(error_code ec) {
+    --waiting_;
+    return ec == asio::error::operation_aborted && timed_out_ ? error_code(beast::error::timeout)
+                                                              : ec;
+  }
+  // Sends what the kernel takes now from `bufs` (at most 8), skipping the first `skip` bytes,
+  // without waiting. Adds the bytes sent to *sent; error_code() when everything was sent,
+  // asio::error::would_block when the send buffer is full.
+  error_code TrySend(std::span<const asio::const_buffer> bufs, size_t skip, size_t* sent);
+  // Writes every byte of `bufs` (at most 8) after the first `skip`, waiting while the send
+  // buffer is full.
+  asio::awaitable<error_code> Write(std::span<const asio::const_buffer> bufs, size_t skip = 0);
+  asio::awaitable<error_code> Connect(const asio::ip::tcp::endpoint& ep);
+
+ private:
+  struct Watchdog;
+  void Arm();
+  void OnWatchdog();
+
+  asio::ip::tcp::socket socket_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  int waiting_ = 0;  // operations in flight that may wait
+  bool timed_out_ = false;
+  std::shared_ptr<Watchdog> watchdog_;  // created by the first wait under a deadline
+};
+
+// A connected TCP stream (with a deadline) and the bytes read from it but not yet consumed.
 struct Conn {
-  explicit Conn(beast::tcp_stream s) : stream(std::move(s)) {}
-  beast::tcp_stream stream;
+  explicit Conn(const asio::any_io_executor& ex) : stream(ex) {}
+  explicit Conn(asio::ip::tcp::socket s) : stream(std::move(s)) {}
+  Stream stream;
   beast::flat_buffer buffer;
 
   std::string_view Buffered() const {
@@ -104,7 +175,7 @@ asio::awaitable<error_code> WriteChunk(Conn& c, std::string_view data);
 asio::awaitable<error_code> WriteLastChunk(Conn& c);
 
 // Connects `s` to host:port (IP literal or a name to resolve) within `timeout`.
-asio::awaitable<error_code> Connect(beast::tcp_stream& s, const std::string& host, uint16_t port,
+asio::awaitable<error_code> Connect(Stream& s, const std::string& host, uint16_t port,
                                     std::chrono::steady_clock::duration timeout);
 
 // Per-thread fast random ids (seeded from the CSPRNG): 16 lowercase hex digits.
