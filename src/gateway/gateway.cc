@@ -378,9 +378,17 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   }
   li.decision = "allow";
   li.token_header = d.token_header;
-  // Only an allowed request may start a stopped service.
+  // Only an allowed request may start a stopped service. While it is in flight (until this
+  // coroutine ends, whichever way), the service is not idle.
+  struct InFlight {
+    Activator* activator = nullptr;
+    ~InFlight() {
+      if (activator) activator->EndRequest();
+    }
+  } in_flight;
   if (svc->activator) {
-    svc->activator->Touch();
+    svc->activator->BeginRequest();
+    in_flight.activator = svc->activator.get();
     if (!svc->activator->Ready()) {
       metrics_.CountActivation(ex.worker);
       bool ready =

@@ -10,6 +10,7 @@
 #include <boost/beast/websocket.hpp>
 #include <condition_variable>
 #include <mutex>
+#include <functional>
 #include <thread>
 
 #include "gateway/pages.h"
@@ -788,7 +789,14 @@ namespace {
 class FakeActivator : public Activator {
  public:
   explicit FakeActivator(bool succeeds) : succeeds_(succeeds) {}
-  void Touch() override { ++touches; }
+  void BeginRequest() override {
+    ++touches;
+    ++in_flight;
+  }
+  void EndRequest() override {
+    ++ends;
+    --in_flight;
+  }
   bool Ready() const override { return ready.load(); }
   void Activate(std::chrono::milliseconds, std::function<void(bool)> done) override {
     ++activations;
@@ -797,12 +805,62 @@ class FakeActivator : public Activator {
       done(succeeds_);
     }).detach();
   }
-  std::atomic<int> touches{0}, activations{0};
+  std::atomic<int> touches{0}, ends{0}, in_flight{0}, activations{0};
   std::atomic<bool> ready{false};
 
  private:
   bool succeeds_;
 };
+
+// Polls `done` every millisecond for up to 10 s.
+bool Eventually(const std::function<bool()>& done) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return true;
+}
+
+TEST_F(GatewayTest, RequestsStayInFlightForTheActivatorUntilTheyEnd) {
+  // Scale to zero must not stop a service under a long request: the activator hears the
+  // start and the end of every allowed request, a WebSocket's whole life included.
+  namespace websocket = boost::beast::websocket;
+  auto a = std::make_shared<FakeActivator>(true);
+  a->ready = true;
+  auto t = std::make_shared<RouteTable>();
+  auto e = std::make_shared<ServiceEntry>();
+  e->name = "projects/p/locations/r/services/live";
+  e->upstream_host = "127.0.0.1";
+  e->upstream_port = upstream_.port();
+  e->activator = a;
+  ASSERT_TRUE(t->Add("live.r.run.localhost", e));
+  routes_->Set(t);
+
+  RawClient c(port());
+  auto r = Send(c, Get("/echo", std::string("Authorization: Bearer ") + kGood + "\r\n",
+                       "live.r.run.localhost"));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 200);
+  ASSERT_TRUE(Eventually([&] { return a->ends.load() == 1; }));
+  EXPECT_EQ(a->in_flight.load(), 0);
+
+  asio::io_context ioc;
+  websocket::stream<tcp::socket> ws(ioc);
+  ws.next_layer().connect({asio::ip::make_address("127.0.0.1"), port()});
+  ws.set_option(websocket::stream_base::decorator([](websocket::request_type& req) {
+    req.set(boost::beast::http::field::authorization, std::string("Bearer ") + kGood);
+  }));
+  ws.handshake("live.r.run.localhost", "/ws");
+  ws.write(asio::buffer(std::string("ping")));
+  boost::beast::flat_buffer b;
+  ws.read(b);
+  EXPECT_EQ(a->in_flight.load(), 1);  // the tunnel is a request in flight
+  EXPECT_EQ(a->touches.load(), 2);
+  ws.close(websocket::close_code::normal);
+  ASSERT_TRUE(Eventually([&] { return a->in_flight.load() == 0; }));
+  EXPECT_EQ(a->ends.load(), 2);
+}
 
 TEST_F(GatewayTest, OnlyAllowedRequestsStartAStoppedService) {
   auto starts = std::make_shared<FakeActivator>(true);
@@ -858,7 +916,8 @@ TEST_F(GatewayTest, RefusedUpstreamOfACommandServiceWaitsForItsRestart) {
   class Restarting : public Activator {
    public:
     explicit Restarting(std::function<void()> restart) : restart_(std::move(restart)) {}
-    void Touch() override {}
+    void BeginRequest() override {}
+    void EndRequest() override {}
     bool Ready() const override { return true; }
     void Activate(std::chrono::milliseconds, std::function<void(bool)> done) override {
       ++activations;

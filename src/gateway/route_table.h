@@ -30,8 +30,11 @@ namespace moat::gateway {
 class Activator {
  public:
   virtual ~Activator() = default;
-  // Called for every allowed request routed to the service (cheap: an atomic store).
-  virtual void Touch() = 0;
+  // Called when an allowed request routed to the service starts and when it has ended (its
+  // response sent, its WebSocket closed, or given up), exactly once each (cheap: atomics). A
+  // service with a request in flight is never idle; idle time counts from the last end.
+  virtual void BeginRequest() = 0;
+  virtual void EndRequest() = 0;
   // True when the service's process is running and ready to take requests (cheap).
   virtual bool Ready() const = 0;
   // Starts the service if it is stopped (a no-op when it is already starting). Calls

@@ -95,6 +95,7 @@ struct SupervisorActivator::State : std::enable_shared_from_this<State> {
   const int crash_loop_after;
   const std::shared_ptr<const std::atomic<runtime::ProcessState>> cell;
   std::atomic<int64_t> last_use{0};
+  std::atomic<int64_t> in_flight{0};
 
   mutable std::mutex mu;
   bool closed = false;                            // guarded by mu
@@ -107,8 +108,20 @@ SupervisorActivator::SupervisorActivator(runtime::Supervisor& supervisor, std::s
 
 SupervisorActivator::~SupervisorActivator() = default;
 
-void SupervisorActivator::Touch() {
+void SupervisorActivator::BeginRequest() {
+  state_->in_flight.fetch_add(1, std::memory_order_relaxed);
   state_->last_use.store(Ticks(state_->clock->Now()), std::memory_order_relaxed);
+}
+
+void SupervisorActivator::EndRequest() {
+  // The time first: the reaper reads the count, then the time, so it sees either the request
+  // still in flight or its end time — never an old time with the count already down.
+  state_->last_use.store(Ticks(state_->clock->Now()), std::memory_order_release);
+  state_->in_flight.fetch_sub(1, std::memory_order_release);
+}
+
+int64_t SupervisorActivator::requests_in_flight() const {
+  return state_->in_flight.load(std::memory_order_acquire);
 }
 
 bool SupervisorActivator::Ready() const {
@@ -256,8 +269,9 @@ size_t ActivatorPool::ReapPass(std::optional<TimePoint>* next_expiry) {
     if (s.state == runtime::ProcessState::kStopped || s.state == runtime::ProcessState::kStopping) {
       continue;
     }
-    // A request is waiting for it to start: not idle, whatever the times say.
-    if (a->pending_activations() > 0) continue;
+    // A request is waiting for it to start, or is being served: not idle, whatever the times
+    // say (a request's end brings the next check: its end time is a new last use).
+    if (a->pending_activations() > 0 || a->requests_in_flight() > 0) continue;
     // Idle since the last request, or since this process started if that is later.
     TimePoint expiry = std::max(a->last_use(), s.started_at) + idle_after;
     if (expiry > options_.clock->Now()) {
@@ -291,7 +305,9 @@ void ActivatorPool::ReaperLoop() {
     lock.lock();
     // Sleep until the earliest running service can be idle. With none, a service started
     // after this pass cannot be idle before idle_after from now (idle time counts from its
-    // start), so that is the longest sleep needed; Touch() only moves expiries later.
+    // start), so that is the longest sleep needed; requests only move expiries later (a busy
+    // service skipped above is re-checked at the latest idle_after from now, and its expiry is
+    // at least idle_after after its last request ends).
     auto wait = idle_after;
     if (next) {
       wait = std::clamp(

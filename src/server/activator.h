@@ -1,7 +1,8 @@
 // Cold starts and scale to zero for command-run services, on top of runtime::Supervisor.
 //
 // SupervisorActivator is the gateway::Activator of one command-run service: Ready() reads the
-// supervisor's lock-free state cell, Touch() stores the time of the last allowed request, and
+// supervisor's lock-free state cell, BeginRequest()/EndRequest() count the allowed requests in
+// flight and store the time of the last one, and
 // Activate() starts a stopped service ("started on first request after it stopped") and calls
 // back once it accepts connections, without blocking the caller.
 //
@@ -19,11 +20,10 @@
 //   respawned once per request.
 // - Activate waits for one start attempt: if that process dies before it accepts connections,
 //   done(false) comes at once (the gateway answers 503) rather than after the whole timeout.
-// - Idle time counts from the later of the last Touch() and the start of the current process,
-//   so a freshly deployed (or crash-restarted) service gets a full idle period.
-// - The gateway Touch()es when a request starts; nothing says when it ends. A request that
-//   runs longer than `scale_to_zero_after` can therefore be cut off: keep the setting above
-//   the longest request time (minutes, as on Cloud Run, where the idle delay is ~15 min).
+// - Idle time counts from the later of the last request's start or end and the start of the
+//   current process, so a freshly deployed (or crash-restarted) service gets a full idle
+//   period. A service with a request in flight (a long download, an open WebSocket) is never
+//   idle, however long the request runs.
 //
 // Thread-safety: every method of both classes may be called from any thread. The Supervisor
 // must outlive the pool and every activator (the gateway's route table may hold activators
@@ -55,7 +55,7 @@ struct ActivatorOptions {
   std::optional<std::chrono::milliseconds> stop_grace;
   // Activate restarts a service in backoff at once unless it failed this many times in a row.
   int crash_loop_after = 3;
-  // Clock of Touch() and of the idle reaper. Must be the Supervisor's clock (idle time is
+  // Clock of BeginRequest()/EndRequest() and of the idle reaper. Must be the Supervisor's clock (idle time is
   // compared with ProcessStatus::started_at). Not owned; outlives the pool.
   const Clock* clock = &SystemClock();
   // Called on the reaper thread after a service was told to stop for being idle (metrics,
@@ -73,7 +73,8 @@ class SupervisorActivator : public gateway::Activator {
   SupervisorActivator& operator=(const SupervisorActivator&) = delete;
 
   // Records "used now" (one relaxed atomic store).
-  void Touch() override;
+  void BeginRequest() override;
+  void EndRequest() override;
   // The supervisor's state is kReady (one acquire load; no lock).
   bool Ready() const override;
   // Starts the service if it is stopped, restarts it now if it is in backoff (unless it is
@@ -89,7 +90,8 @@ class SupervisorActivator : public gateway::Activator {
   void Close();
 
   const std::string& service() const;
-  TimePoint last_use() const;  // the clock's epoch before the first Touch()
+  TimePoint last_use() const;  // the clock's epoch before the first request
+  int64_t requests_in_flight() const;
   size_t pending_activations() const;
 
  private:

@@ -25,6 +25,13 @@ using namespace std::chrono_literals;
 using runtime::ProcessState;
 namespace fs = std::filesystem;
 
+// One short request, start to end, as the gateway reports it.
+template <typename A>
+void Served(const A& activator) {
+  activator->BeginRequest();
+  activator->EndRequest();
+}
+
 // Listens on 127.0.0.1:$PORT and answers "ok" to every connection. SIGTERM ends it.
 constexpr char kServerPy[] = R"PY(
 import os, socket
@@ -320,11 +327,11 @@ TEST_F(ServerActivator, ReaperStopsAnIdleServiceButNotATouchedOrWarmOne) {
   auto idle = pool.For("idle");
   auto busy = pool.For("busy");
   auto warm = pool.For("warm");
-  for (auto* a : {idle.get(), busy.get(), warm.get()}) a->Touch();
+  for (auto* a : {idle.get(), busy.get(), warm.get()}) Served(a);
   EXPECT_EQ(pool.ReapIdle(), 0u);
 
   clock.Advance(30s);
-  busy->Touch();
+  Served(busy);
   clock.Advance(31s);
   EXPECT_EQ(pool.ReapIdle(), 1u);
   ASSERT_TRUE(PollUntil([&] { return Sup().GetStatus("idle")->state == ProcessState::kStopped; }));
@@ -340,7 +347,7 @@ TEST_F(ServerActivator, ReaperStopsAnIdleServiceButNotATouchedOrWarmOne) {
   ASSERT_TRUE(done.get_future().get());
   EXPECT_EQ(pool.ReapIdle(), 0u);
   clock.Advance(61s);
-  busy->Touch();
+  Served(busy);
   EXPECT_EQ(pool.ReapIdle(), 1u);  // "idle" again; "busy" was touched; "warm" is kept warm
   ASSERT_TRUE(PollUntil([&] { return Sup().GetStatus("idle")->state == ProcessState::kStopped; }));
 
@@ -348,6 +355,36 @@ TEST_F(ServerActivator, ReaperStopsAnIdleServiceButNotATouchedOrWarmOne) {
   pool.SetKeepWarm({"warm", "idle"});
   ASSERT_TRUE(Sup().WaitReady("idle", 15s));
   EXPECT_EQ(Sup().GetStatus("warm")->state, ProcessState::kReady);
+}
+
+TEST_F(ServerActivator, ReaperNeverStopsAServiceWhileARequestIsInFlight) {
+  FakeClock& clock = fake_clock_;
+  options_.clock = &clock;
+  ASSERT_TRUE(Sup().Start(ServerSpec("stream")));
+  ASSERT_TRUE(Sup().WaitReady("stream", 15s));
+  ActivatorOptions o;
+  o.clock = &clock;
+  o.scale_to_zero_after = 60s;
+  ActivatorPool& pool = Pool(o);
+  auto a = pool.For("stream");
+  a->BeginRequest();  // a long download, or an open WebSocket
+  a->BeginRequest();
+  clock.Advance(10min);
+  EXPECT_EQ(pool.ReapIdle(), 0u);
+  a->EndRequest();
+  EXPECT_EQ(a->requests_in_flight(), 1);
+  EXPECT_EQ(pool.ReapIdle(), 0u);  // one is still running
+  clock.Advance(1min);
+  a->EndRequest();
+  EXPECT_EQ(a->requests_in_flight(), 0);
+  // Idle time counts from the end of the last request, not from its start.
+  clock.Advance(59s);
+  EXPECT_EQ(pool.ReapIdle(), 0u);
+  EXPECT_EQ(Sup().GetStatus("stream")->state, ProcessState::kReady);
+  clock.Advance(2s);
+  EXPECT_EQ(pool.ReapIdle(), 1u);
+  ASSERT_TRUE(
+      PollUntil([&] { return Sup().GetStatus("stream")->state == ProcessState::kStopped; }));
 }
 
 TEST_F(ServerActivator, ReaperThreadScalesToZeroOnItsOwnAndStopsPromptly) {
@@ -365,7 +402,7 @@ TEST_F(ServerActivator, ReaperThreadScalesToZeroOnItsOwnAndStopsPromptly) {
   };
   ActivatorPool& pool = Pool(o);
   auto a = pool.For("nap");
-  a->Touch();
+  Served(a);
   auto touched = std::chrono::steady_clock::now();
   {
     std::unique_lock lock(mu);
@@ -378,7 +415,7 @@ TEST_F(ServerActivator, ReaperThreadScalesToZeroOnItsOwnAndStopsPromptly) {
   // A request brings it back; the reaper is still running and will stop it again later, but
   // shutting the pool down ends the reaper at once.
   std::promise<bool> done;
-  a->Touch();
+  Served(a);
   a->Activate(15s, [&](bool ok) { done.set_value(ok); });
   ASSERT_TRUE(done.get_future().get()) << [&] {
     std::string all;
@@ -458,7 +495,7 @@ TEST_F(ServerActivator, FactoryReturnsTheSameActivatorPerServiceUntilRetainDrops
   EXPECT_EQ(a, factory("projects/p/locations/r/services/a"));
   EXPECT_EQ(a, pool.For("projects/p/locations/r/services/a"));
   EXPECT_NE(a, factory("projects/p/locations/r/services/b"));
-  a->Touch();  // survives route-table rebuilds: same object, same last use
+  Served(a);  // survives route-table rebuilds: same object, same last use
   auto used = static_cast<SupervisorActivator*>(a.get())->last_use();
   EXPECT_EQ(pool.For("projects/p/locations/r/services/a")->last_use(), used);
   pool.Retain({"projects/p/locations/r/services/b"});
