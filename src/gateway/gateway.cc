@@ -48,11 +48,18 @@ struct StringHash {
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
 };
 
+// A connection to an upstream, pooled with the response head it last carried (whose strings
+// keep their storage for the next response).
+struct Upstream : Conn {
+  explicit Upstream(const asio::any_io_executor& ex) : Conn(ex) {}
+  http::ResponseHead resp;
+};
+
 // INVARIANT: touched only on its worker's thread.
 struct WorkerState {
   uint64_t routes_version = 0;
   std::shared_ptr<const RouteTable> routes;
-  std::unordered_map<std::string, std::vector<std::unique_ptr<Conn>>, StringHash, std::equal_to<>>
+  std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>, StringHash, std::equal_to<>>
       idle;
   std::string key;  // scratch for the pool key
 };
@@ -95,6 +102,15 @@ bool Named(const TokenList& tokens, std::string_view name) {
     if (http::IEquals(t, name)) return true;
   }
   return false;
+}
+
+// "HTTP/1.1 NNN " (status 100–999).
+void AppendStatusLineStart(std::string* out, int status) {
+  char line[13] = {'H', 'T', 'T', 'P', '/', '1', '.', '1', ' ', '0', '0', '0', ' '};
+  line[9] = static_cast<char>('0' + status / 100 % 10);
+  line[10] = static_cast<char>('0' + status / 10 % 10);
+  line[11] = static_cast<char>('0' + status % 10);
+  out->append(line, sizeof line);
 }
 
 std::string_view ClientIp(std::string_view remote) {
@@ -149,13 +165,15 @@ class Gateway::Impl {
   asio::awaitable<bool> Reply(http::Exchange& ex, LogInfo& li, int status, std::string body,
                               bool keep, bool www_authenticate = false);
   void AccessLog(const http::Exchange& ex, const LogInfo& li);
-  std::string UpstreamHead(const http::Exchange& ex, const GateDecision& d, bool websocket);
-  std::unique_ptr<Conn> Acquire(WorkerState& ws, const ServiceEntry& svc, bool probe);
-  void Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Conn> c);
+  // The request head for the upstream, into *out.
+  void UpstreamHead(const http::Exchange& ex, const GateDecision& d, bool websocket,
+                    std::string* out);
+  std::unique_ptr<Upstream> Acquire(WorkerState& ws, const ServiceEntry& svc, bool probe);
+  void Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Upstream> c);
   asio::awaitable<bool> Forward(http::Exchange& ex, LogInfo& li, const ServiceEntry& svc,
                                 const GateDecision& d);
   asio::awaitable<bool> RelayResponse(http::Exchange& ex, LogInfo& li, WorkerState& ws,
-                                      const ServiceEntry& svc, std::unique_ptr<Conn> up,
+                                      const ServiceEntry& svc, std::unique_ptr<Upstream> up,
                                       http::ResponseHead& resp, bool upstream_reusable);
   asio::awaitable<bool> Tunnel(http::Exchange& ex, LogInfo& li, const ServiceEntry& svc,
                                const GateDecision& d);
@@ -415,12 +433,13 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   co_return co_await Forward(ex, li, *svc, d);
 }
 
-std::string Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d,
-                                        bool websocket) {
+void Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d, bool websocket,
+                                 std::string* out_ptr) {
   using http::IEquals;
   const http::RequestHead& head = ex.head;
   TokenList named = ConnectionTokens(head.headers);
-  std::string out;
+  std::string& out = *out_ptr;
+  out.clear();
   out.reserve(512 + head.target.size() + head.headers.size() * 48);
   out.append(head.method);
   out.push_back(' ');
@@ -470,10 +489,9 @@ std::string Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDeci
     http::AppendField(&out, "Transfer-Encoding", "chunked");
   }
   out.append("\r\n");
-  return out;
 }
 
-std::unique_ptr<Conn> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc,
+std::unique_ptr<Upstream> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc,
                                              bool probe) {
   ws.key.assign(svc.upstream_host);
   ws.key.push_back(':');
@@ -481,7 +499,7 @@ std::unique_ptr<Conn> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry
   auto it = ws.idle.find(std::string_view(ws.key));
   if (it == ws.idle.end()) return nullptr;
   while (!it->second.empty()) {
-    std::unique_ptr<Conn> c = std::move(it->second.back());
+    std::unique_ptr<Upstream> c = std::move(it->second.back());
     it->second.pop_back();
     // Probing costs a syscall per request; without a request body the caller retries on a
     // fresh connection when a pooled one turns out closed, so only bodies need the probe.
@@ -493,12 +511,12 @@ std::unique_ptr<Conn> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry
   return nullptr;
 }
 
-void Gateway::Impl::Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Conn> c) {
+void Gateway::Impl::Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Upstream> c) {
   ws.key.assign(svc.upstream_host);
   ws.key.push_back(':');
   ws.key.append(std::to_string(svc.upstream_port));
   auto it = ws.idle.find(std::string_view(ws.key));
-  if (it == ws.idle.end()) it = ws.idle.emplace(ws.key, std::vector<std::unique_ptr<Conn>>()).first;
+  if (it == ws.idle.end()) it = ws.idle.emplace(ws.key, std::vector<std::unique_ptr<Upstream>>()).first;
   if (it->second.size() >= options_.max_idle_upstream_connections) {
     c->Close();
     return;
@@ -512,17 +530,19 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
   WorkerState& ws = workers_[ex.worker];
   const auto deadline = Clock::now() + svc.request_timeout;
   ex.conn.stream.expires_at(deadline);
-  const std::string head = UpstreamHead(ex, d, false);
+  // The head is built in the client connection's scratch buffer (no allocation once it has
+  // grown); RelayResponse reuses the buffer once the upstream has answered.
+  std::string& head = ex.conn.scratch;
+  UpstreamHead(ex, d, false, &head);
   const bool has_body = ex.head.body != BodyKind::kNone;
 
-  std::unique_ptr<Conn> up;
-  http::ResponseHead resp;
+  std::unique_ptr<Upstream> up;
   Clock::time_point sent_at;
   for (int attempt = 0;; ++attempt) {
     up = attempt == 0 ? Acquire(ws, svc, has_body) : nullptr;
     bool reused = up != nullptr;
     if (!up) {
-      up = std::make_unique<Conn>(ex.conn.stream.get_executor());
+      up = std::make_unique<Upstream>(ex.conn.stream.get_executor());
       auto left = deadline - Clock::now();
       auto budget = std::min<Clock::duration>(options_.connect_timeout, left);
       error_code ec =
@@ -532,7 +552,7 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
         // wait for it (as Cloud Run holds requests for a starting instance), then retry once.
         metrics_.CountActivation(ex.worker);
         if (co_await AwaitActivation(ex, *svc.activator, deadline)) {
-          up = std::make_unique<Conn>(ex.conn.stream.get_executor());
+          up = std::make_unique<Upstream>(ex.conn.stream.get_executor());
           left = deadline - Clock::now();
           budget = std::min<Clock::duration>(options_.connect_timeout, left);
           ec = co_await http::Connect(up->stream, svc.upstream_host, svc.upstream_port, budget);
@@ -606,11 +626,12 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
         auto left = deadline - Clock::now();
         st = co_await http::ReadHead(*up, 64 * 1024, left, left, &head_size);
         if (st != http::ReadHeadStatus::kOk) break;
-        perr = http::ParseResponseHead(up->Buffered().substr(0, head_size), ex.head.method, &resp);
+        perr = http::ParseResponseHead(up->Buffered().substr(0, head_size), ex.head.method,
+                                       &up->resp);
         up->buffer.consume(head_size);
-        if (perr || resp.status >= 200) break;
+        if (perr || up->resp.status >= 200) break;
         // Interim 1xx responses (100, 103) are not relayed; 101 without an upgrade is invalid.
-        if (resp.status == 101) {
+        if (up->resp.status == 101) {
           perr = {502, "unexpected 101"};
           break;
         }
@@ -647,12 +668,13 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
   double secs = std::chrono::duration<double>(Clock::now() - sent_at).count();
   metrics_.ObserveUpstreamLatency(ex.worker, secs);
   li.upstream_ms = static_cast<int64_t>(secs * 1000);
+  http::ResponseHead& resp = up->resp;
   co_return co_await RelayResponse(ex, li, ws, svc, std::move(up), resp, true);
 }
 
 asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& li, WorkerState& ws,
                                                    const ServiceEntry& svc,
-                                                   std::unique_ptr<Conn> up,
+                                                   std::unique_ptr<Upstream> up,
                                                    http::ResponseHead& resp,
                                                    bool upstream_reusable) {
   using http::IEquals;
@@ -673,11 +695,10 @@ asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& 
   }
   bool keep = ex.head.keep_alive && out_kind != Out::kUntilClose && ex.body.done();
 
-  std::string head;
+  std::string& head = ex.conn.scratch;  // the request head sent upstream is no longer needed
+  head.clear();
   head.reserve(256 + resp.headers.size() * 48);
-  char line[32];
-  int n = std::snprintf(line, sizeof line, "HTTP/1.1 %d ", resp.status);
-  head.append(line, static_cast<size_t>(n));
+  AppendStatusLineStart(&head, resp.status);
   head.append(resp.reason.empty() ? http::ReasonPhrase(resp.status) : resp.reason);
   head.append("\r\n");
   for (const http::Field& f : resp.headers) {
@@ -753,7 +774,7 @@ asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
                                             const ServiceEntry& svc, const GateDecision& d) {
   WorkerState& ws = workers_[ex.worker];
   const auto deadline = Clock::now() + svc.request_timeout;
-  auto up = std::make_unique<Conn>(ex.conn.stream.get_executor());
+  auto up = std::make_unique<Upstream>(ex.conn.stream.get_executor());
   error_code ec = co_await http::Connect(
       up->stream, svc.upstream_host, svc.upstream_port,
       std::min<Clock::duration>(options_.connect_timeout, deadline - Clock::now()));
@@ -764,7 +785,8 @@ asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
   }
   up->stream.expires_at(deadline);
   ex.conn.stream.expires_at(deadline);
-  ec = co_await http::WriteAll(*up, UpstreamHead(ex, d, true));
+  UpstreamHead(ex, d, true, &ex.conn.scratch);
+  ec = co_await http::WriteAll(*up, ex.conn.scratch);
   http::ResponseHead resp;
   http::ParseError perr{502, "no response"};
   if (!ec) {

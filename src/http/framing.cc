@@ -1,6 +1,7 @@
 #include "http/framing.h"
 
 #include <algorithm>
+#include <array>
 
 namespace moat::http {
 namespace {
@@ -17,10 +18,11 @@ bool IsFieldValueChar(unsigned char c) { return c == '\t' || (c >= 0x20 && c != 
 // The same check over a whole value, written without an early exit so that the compiler
 // vectorises it (an ID token makes Authorization values about a kilobyte long).
 bool AllFieldValueChars(std::string_view v) {
-  unsigned bad = 0;
+  unsigned char bad = 0;  // a byte, so that the vector lanes stay bytes
   for (char ch : v) {
     auto c = static_cast<unsigned char>(ch);
-    bad |= static_cast<unsigned>((c < 0x20 && c != '\t') | (c == 0x7f));
+    bad |= static_cast<unsigned char>((c < 0x20) & (c != '\t')) |
+           static_cast<unsigned char>(c == 0x7f);
   }
   return bad == 0;
 }
@@ -38,9 +40,10 @@ bool IsValidHost(std::string_view h) {
   return true;
 }
 
-// Cuts the next CRLF-terminated line at `*pos`. A bare LF or a CR anywhere else is an error.
+// Cuts the next CRLF-terminated line at `*pos`. A bare LF or (when `check_cr`) a CR anywhere
+// else is an error. Field lines skip the CR scan: their name and value checks refuse a CR.
 bool NextLine(std::string_view raw, size_t* pos, std::string_view* line, ParseError* err,
-              int status) {
+              int status, bool check_cr = true) {
   size_t lf = raw.find('\n', *pos);
   if (lf == std::string_view::npos) {
     *err = {status, "unterminated line"};
@@ -51,7 +54,7 @@ bool NextLine(std::string_view raw, size_t* pos, std::string_view* line, ParseEr
     return false;
   }
   *line = raw.substr(*pos, lf - 1 - *pos);
-  if (line->find('\r') != std::string_view::npos) {
+  if (check_cr && line->find('\r') != std::string_view::npos) {
     *err = {status, "bare CR in head"};
     return false;
   }
@@ -62,10 +65,10 @@ bool NextLine(std::string_view raw, size_t* pos, std::string_view* line, ParseEr
 // Parses "name: value" lines up to the blank line.
 bool ParseFields(std::string_view raw, size_t pos, Headers* headers, const HeadLimits& limits,
                  ParseError* err, int status, int too_many_status) {
-  headers->Reserve(16);  // one allocation for a typical head instead of one per doubling
+  headers->Reserve(8);  // one allocation for a typical head, none once recycled
   for (;;) {
     std::string_view line;
-    if (!NextLine(raw, &pos, &line, err, status)) return false;
+    if (!NextLine(raw, &pos, &line, err, status, /*check_cr=*/false)) return false;
     if (line.empty()) break;
     if (line.front() == ' ' || line.front() == '\t') {
       *err = {status, "obsolete line folding"};
@@ -81,15 +84,12 @@ bool ParseFields(std::string_view raw, size_t pos, Headers* headers, const HeadL
       *err = {status, "empty header name"};
       return false;
     }
-    for (unsigned char c : name) {
-      if (c == ' ' || c == '\t') {
-        *err = {status, "whitespace before colon"};
-        return false;
-      }
-      if (!IsTokenChar(c)) {
-        *err = {status, "invalid header name"};
-        return false;
-      }
+    bool token = true;
+    for (unsigned char c : name) token &= IsTokenChar(c);
+    if (!token) {
+      bool ws = name.find_first_of(" \t") != std::string_view::npos;
+      *err = {status, ws ? "whitespace before colon" : "invalid header name"};
+      return false;
     }
     std::string_view value = line.substr(colon + 1);
     while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
@@ -103,7 +103,7 @@ bool ParseFields(std::string_view raw, size_t pos, Headers* headers, const HeadL
       *err = {too_many_status, "too many header fields"};
       return false;
     }
-    headers->Add(std::string(name), std::string(value));
+    headers->AddCopy(name, value);
   }
   if (pos != raw.size()) {
     *err = {status, "bytes after end of head"};
@@ -168,33 +168,22 @@ bool StartsWithI(std::string_view s, std::string_view prefix) {
 
 }  // namespace
 
-bool IsTokenChar(unsigned char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-      return true;
-    default:
-      return false;
-  }
-}
+namespace {
+constexpr std::array<bool, 256> kTokenChars = [] {
+  std::array<bool, 256> t{};
+  for (int c = '0'; c <= '9'; ++c) t[c] = true;
+  for (int c = 'a'; c <= 'z'; ++c) t[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) t[c] = true;
+  for (unsigned char c : std::string_view("!#$%&'*+-.^_`|~")) t[c] = true;
+  return t;
+}();
+}  // namespace
+
+bool IsTokenChar(unsigned char c) { return kTokenChars[c]; }
 
 ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLimits& limits) {
   ParseError err;
-  *out = RequestHead{};
+  out->Reset();
   if (raw.find('\0') != std::string_view::npos) return {400, "NUL in head"};
   size_t pos = 0;
   // RFC 9112 §2.2: ignore empty lines before the request-line.
@@ -235,13 +224,13 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
   if (hosts > 1) return {400, "duplicate host"};
   if (hosts == 0 && out->version_minor == 1) return {400, "missing host"};
   if (hosts == 1) {
-    out->host = h.Get("host");
+    out->host.assign(h.Get("host"));
     if (!IsValidHost(out->host)) return {400, "invalid host"};
   }
 
   if (method == "CONNECT") return {501, "connect is not supported"};
   if (target.front() == '/') {
-    out->target = std::string(target);
+    out->target.assign(target);
   } else if (target == "*") {
     if (method != "OPTIONS") return {400, "asterisk-form target without OPTIONS"};
     out->target = "*";
@@ -261,7 +250,7 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
   } else {
     return {400, "invalid request target"};
   }
-  out->method = std::string(method);
+  out->method.assign(method);
 
   bool has_te = h.Has("transfer-encoding");
   bool has_cl = h.Has("content-length");
@@ -292,7 +281,7 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
 ParseError ParseResponseHead(std::string_view raw, std::string_view request_method,
                              ResponseHead* out, const HeadLimits& limits) {
   ParseError err;
-  *out = ResponseHead{};
+  out->Reset();
   if (raw.find('\0') != std::string_view::npos) return {502, "NUL in response head"};
   size_t pos = 0;
   std::string_view line;
@@ -313,7 +302,7 @@ ParseError ParseResponseHead(std::string_view raw, std::string_view request_meth
     for (unsigned char c : line.substr(13)) {
       if (!IsFieldValueChar(c)) return {502, "control character in reason phrase"};
     }
-    out->reason = std::string(line.substr(13));
+    out->reason.assign(line.substr(13));
   }
   out->status = status;
   if (!ParseFields(raw, pos, &out->headers, limits, &err, 502, 502)) return err;

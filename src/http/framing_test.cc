@@ -257,5 +257,56 @@ TEST(HttpFraming, ChunkedRefusesLenientForms) {
   }
 }
 
+TEST(HttpFraming, ReusedHeadsCarryNothingOverFromTheLastMessage) {
+  // The server parses every request of a connection into one RequestHead (and the gateway
+  // every response of an upstream connection into one ResponseHead), to keep their storage.
+  RequestHead h;
+  ASSERT_FALSE(ParseRequestHead("POST /a?x=1 HTTP/1.1\r\nHost: a.example\r\nContent-Length: 5\r\n"
+                                "Expect: 100-continue\r\nConnection: close\r\n"
+                                "Authorization: Bearer " +
+                                    std::string(900, 't') + "\r\nX-A: 1\r\n\r\n",
+                                &h));
+  EXPECT_EQ(h.body, BodyKind::kLength);
+  EXPECT_TRUE(h.expect_continue);
+  EXPECT_FALSE(h.keep_alive);
+  ASSERT_FALSE(ParseRequestHead("GET /b HTTP/1.1\r\nHost: b.example\r\nX-B: 2\r\n\r\n", &h));
+  EXPECT_EQ(h.method, "GET");
+  EXPECT_EQ(h.target, "/b");
+  EXPECT_EQ(h.host, "b.example");
+  EXPECT_EQ(h.body, BodyKind::kNone);
+  EXPECT_EQ(h.content_length, 0u);
+  EXPECT_FALSE(h.expect_continue);
+  EXPECT_TRUE(h.keep_alive);
+  ASSERT_EQ(h.headers.size(), 2u);
+  EXPECT_FALSE(h.headers.Has("authorization"));
+  EXPECT_FALSE(h.headers.Has("x-a"));
+  EXPECT_EQ(h.headers.Get("x-b"), "2");
+  // A refused head leaves nothing usable behind either.
+  EXPECT_TRUE(ParseRequestHead("GET / HTTP/1.1\r\nHost: c\r\nBad Name: v\r\n\r\n", &h));
+  ASSERT_FALSE(ParseRequestHead("GET /d HTTP/1.0\r\n\r\n", &h));
+  EXPECT_EQ(h.headers.size(), 0u);
+  EXPECT_EQ(h.host, "");
+  EXPECT_FALSE(h.keep_alive);
+
+  ResponseHead r;
+  ASSERT_FALSE(ParseResponseHead("HTTP/1.1 201 Made\r\nTransfer-Encoding: chunked\r\n\r\n", "GET",
+                                 &r));
+  EXPECT_EQ(r.body, BodyKind::kChunked);
+  ASSERT_FALSE(ParseResponseHead("HTTP/1.1 204 No Content\r\nX-Z: z\r\n\r\n", "GET", &r));
+  EXPECT_EQ(r.status, 204);
+  EXPECT_EQ(r.reason, "No Content");
+  EXPECT_EQ(r.body, BodyKind::kNone);
+  ASSERT_EQ(r.headers.size(), 1u);
+  EXPECT_EQ(r.headers.Get("x-z"), "z");
+  ASSERT_FALSE(ParseResponseHead("HTTP/1.1 200\r\nContent-Length: 3\r\n\r\n", "GET", &r));
+  EXPECT_EQ(r.reason, "");
+  EXPECT_EQ(r.content_length, 3u);
+
+  // Copies carry the fields only.
+  Headers copy = r.headers;
+  EXPECT_EQ(copy.size(), 1u);
+  EXPECT_EQ(copy.Get("content-length"), "3");
+}
+
 }  // namespace
 }  // namespace moat::http

@@ -127,6 +127,26 @@ void Headers::Add(std::string name, std::string value) {
   fields_.push_back(Field{std::move(name), std::move(value)});
 }
 
+void Headers::Recycle() {
+  // An unusually large field is let go rather than kept for the connection's whole life.
+  constexpr size_t kMaxKept = 8 * 1024;
+  for (auto it = fields_.rbegin(); it != fields_.rend(); ++it) {
+    if (it->name.capacity() + it->value.capacity() <= kMaxKept) spare_.push_back(std::move(*it));
+  }
+  fields_.clear();
+}
+
+void Headers::AddCopy(std::string_view name, std::string_view value) {
+  if (spare_.empty()) {
+    fields_.push_back(Field{std::string(name), std::string(value)});
+    return;
+  }
+  Field& f = fields_.emplace_back(std::move(spare_.back()));
+  spare_.pop_back();
+  f.name.assign(name);
+  f.value.assign(value);
+}
+
 void Headers::Set(std::string_view name, std::string value) {
   Remove(name);
   fields_.push_back(Field{std::string(name), std::move(value)});
@@ -136,6 +156,29 @@ size_t Headers::Remove(std::string_view name) {
   size_t before = fields_.size();
   std::erase_if(fields_, [&](const Field& f) { return IEquals(f.name, name); });
   return before - fields_.size();
+}
+
+void RequestHead::Reset() {
+  method.clear();
+  target.clear();
+  version_minor = 1;
+  headers.Recycle();
+  host.clear();
+  body = BodyKind::kNone;
+  content_length = 0;
+  keep_alive = true;
+  websocket_upgrade = false;
+  expect_continue = false;
+}
+
+void ResponseHead::Reset() {
+  status = 0;
+  version_minor = 1;
+  reason.clear();
+  headers.Recycle();
+  body = BodyKind::kNone;
+  content_length = 0;
+  keep_alive = true;
 }
 
 std::string_view RequestHead::Path() const {

@@ -39,6 +39,16 @@ struct Field {
 // An ordered multimap of header fields; lookups ignore ASCII case of names.
 class Headers {
  public:
+  Headers() = default;
+  // Copies and moves carry the fields, not the recycled storage.
+  Headers(const Headers& o) : fields_(o.fields_) {}
+  Headers& operator=(const Headers& o) {
+    fields_ = o.fields_;
+    return *this;
+  }
+  Headers(Headers&&) = default;
+  Headers& operator=(Headers&&) = default;
+
   // The first value of `name`, or nullptr.
   const std::string* Find(std::string_view name) const;
   // The first value of `name`, or "".
@@ -51,6 +61,11 @@ class Headers {
   // Removes every field called `name`; returns how many were removed.
   size_t Remove(std::string_view name);
   void Clear() { fields_.clear(); }
+  // Removes every field but keeps their strings for AddCopy, so that a parser filling one
+  // Headers per connection stops allocating once the strings have grown to fit.
+  void Recycle();
+  // Add, reusing a recycled field's storage when there is one.
+  void AddCopy(std::string_view name, std::string_view value);
   void Reserve(size_t n) { fields_.reserve(n); }
 
   size_t size() const { return fields_.size(); }
@@ -61,6 +76,7 @@ class Headers {
 
  private:
   std::vector<Field> fields_;
+  std::vector<Field> spare_;  // recycled fields, the first one last
 };
 
 // How a message body is delimited (RFC 9112 §6.3).
@@ -87,6 +103,8 @@ struct RequestHead {
 
   std::string_view Path() const;   // target up to '?'
   std::string_view Query() const;  // after '?', "" if none
+  // Back to a default-constructed value, keeping the storage of its strings and fields.
+  void Reset();
 };
 
 struct ResponseHead {
@@ -97,6 +115,9 @@ struct ResponseHead {
   BodyKind body = BodyKind::kNone;
   uint64_t content_length = 0;
   bool keep_alive = true;
+
+  // Back to a default-constructed value, keeping the storage of its strings and fields.
+  void Reset();
 };
 
 // A fully buffered request as Router handlers see it.

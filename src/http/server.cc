@@ -113,6 +113,10 @@ class Server::Impl {
   void Stop();
   asio::awaitable<void> AcceptLoop();
   asio::awaitable<void> Session(Worker& w, size_t index, tcp::socket socket);
+  // Answers a head that cannot be served (then the connection closes). Its own coroutine, so
+  // that this rare path does not enlarge the frame every idle connection keeps.
+  asio::awaitable<void> Reject(Conn& conn, const std::string& remote, size_t index,
+                               ParseError why, std::string method);
   void WaitForConnections(std::chrono::steady_clock::time_point deadline);
   void RunOnEachWorker(const std::function<void(Worker&, size_t)>& fn);
 
@@ -230,6 +234,7 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
   } unregister{w, &entry};
 
   HeadLimits limits{options_.max_header_fields};
+  RequestHead head;  // reused: its strings keep their storage from one request to the next
   for (;;) {
     entry.idle = true;
     if (stopping_) break;
@@ -238,37 +243,44 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
                                           options_.head_timeout, &head_size);
     entry.idle = false;
     if (st == ReadHeadStatus::kTooLarge) {
-      RequestHead dummy;
-      dummy.method = "GET";
-      Exchange ex(dummy, conn, remote, index);
-      ex.request_id = NewRequestId();
-      co_await ex.WriteResponse(Response::Text(431, "request header fields too large\n"), false);
+      co_await Reject(conn, remote, index, {431, "request header fields too large"}, "GET");
       break;
     }
     if (st != ReadHeadStatus::kOk) break;
 
-    RequestHead head;
     ParseError perr = ParseRequestHead(conn.Buffered().substr(0, head_size), &head, limits);
     conn.buffer.consume(head_size);
+    if (perr) {
+      co_await Reject(conn, remote, index, perr, head.method);
+      break;
+    }
     Exchange ex(head, conn, remote, index);
     ex.request_id = NewRequestId();
     ex.traceparent = Traceparent(head.headers.Get("traceparent"));
-    if (perr) {
-      if (head.method.empty()) head.method = "GET";
-      log::Info("rejected malformed request", {{"server", options_.name},
-                                               {"request_id", ex.request_id},
-                                               {"status", std::to_string(perr.status)},
-                                               {"reason", std::string(perr.reason)},
-                                               {"remote", remote}});
-      co_await ex.WriteResponse(
-          Response::Text(perr.status, std::string(ReasonPhrase(perr.status)) + "\n"), false);
-      break;
-    }
     bool keep = co_await handler_->Handle(ex);
     if (!keep || !head.keep_alive || !ex.body.done() || stopping_) break;
     ex.body.Settle(conn);
   }
   conn.Close();
+}
+
+asio::awaitable<void> Server::Impl::Reject(Conn& conn, const std::string& remote, size_t index,
+                                           ParseError why, std::string method) {
+  RequestHead head;
+  head.method = method.empty() ? "GET" : std::move(method);
+  Exchange ex(head, conn, remote, index);
+  ex.request_id = NewRequestId();
+  if (why.status == 431) {
+    co_await ex.WriteResponse(Response::Text(431, "request header fields too large\n"), false);
+    co_return;
+  }
+  log::Info("rejected malformed request", {{"server", options_.name},
+                                           {"request_id", ex.request_id},
+                                           {"status", std::to_string(why.status)},
+                                           {"reason", std::string(why.reason)},
+                                           {"remote", remote}});
+  co_await ex.WriteResponse(
+      Response::Text(why.status, std::string(ReasonPhrase(why.status)) + "\n"), false);
 }
 
 void Server::Impl::RunOnEachWorker(const std::function<void(Worker&, size_t)>& fn) {

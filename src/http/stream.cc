@@ -13,7 +13,11 @@
 
 namespace moat::http {
 namespace {
-constexpr size_t kReadChunk = 64 * 1024;
+constexpr size_t kReadChunk = 64 * 1024;  // body reads
+// Head reads start this small and use whatever room the buffer already has: an idle
+// keep-alive connection then holds about this much (a head with an ID token is ~1.1 KB), not
+// a 64 KiB buffer. Larger heads grow the buffer as they arrive.
+constexpr size_t kHeadReadChunk = 2 * 1024;
 
 // xoshiro256** per thread, seeded from the kernel CSPRNG: request ids need uniqueness, not
 // secrecy, and must not cost a syscall per request.
@@ -223,7 +227,8 @@ asio::awaitable<ReadHeadStatus> ReadHead(Conn& c, size_t max_bytes,
     }
     if (have.size() >= max_bytes) co_return ReadHeadStatus::kTooLarge;
     searched = have.size();
-    size_t want = std::min(kReadChunk, max_bytes - have.size());
+    size_t room = c.buffer.capacity() - c.buffer.size();
+    size_t want = std::min(std::max(kHeadReadChunk, room), max_bytes - have.size());
     error_code ec = c.stream.BeginWait();
     size_t n = 0;
     if (!ec) {

@@ -105,6 +105,9 @@ struct Conn {
   explicit Conn(asio::ip::tcp::socket s) : stream(std::move(s)) {}
   Stream stream;
   beast::flat_buffer buffer;
+  // Free for the connection's owner: an output buffer that keeps its capacity from one
+  // request to the next (the gateway builds heads in it).
+  std::string scratch;
 
   std::string_view Buffered() const {
     auto d = buffer.data();
