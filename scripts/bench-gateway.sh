@@ -43,9 +43,13 @@ cleanup() {
 trap cleanup EXIT INT TERM
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up_port=$(free_port); px_port=$(free_port); ar_port=$(free_port)
-gw_port=$(free_port); api_port=$(free_port); fa_port=$(free_port)
+# Six distinct free ports, all bound at once (asked for one by one, the kernel may hand out the
+# same port twice).
+read -r up_port px_port ar_port gw_port api_port fa_port < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(6)]
+for s in socks: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))')
 
 # --- Moat ---------------------------------------------------------------------------------
 start_moat() {  # $1: extra flags

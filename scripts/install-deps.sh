@@ -8,7 +8,7 @@ mode=${1:-build}
 
 pkgs=(g++ cmake make ninja-build ccache pkg-config
       libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-      libssl-dev libsqlite3-dev libsodium-dev
+      libssl-dev libsqlite3-dev libsodium-dev libtcmalloc-minimal4
       libgtest-dev libgmock-dev libbenchmark-dev)
 if [ "$mode" = test ]; then
   pkgs+=(python3 python3-flask curl openssl)

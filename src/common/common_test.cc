@@ -1,8 +1,13 @@
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <string>
 
 #include "common/base64.h"
 #include "common/error.h"
 #include "common/json.h"
+#include "common/log.h"
 #include "common/random.h"
 #include "common/time.h"
 
@@ -108,4 +113,36 @@ TEST(Time, ParseFlagDurationTakesGcloudsShortForms) {
   for (const char* bad : {"", "s", "1", "1.5h", "-1h", "1w", "h1", "123456789s"}) {
     EXPECT_FALSE(moat::ParseFlagDuration(bad)) << bad;
   }
+}
+
+TEST(Log, WritesOneJsonLinePerCallWithEscapedFields) {
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);
+  moat::log::SetFd(fds[1]);
+  std::string temp = "from a temporary";
+  moat::log::Info("hello \"world\"", {{"plain", "value"},
+                                      {"tricky", "a\\b\n\t\x01\"c"},
+                                      {"number", std::to_string(42)},
+                                      {"view", std::string_view(temp)}});
+  moat::log::Info("second");
+  moat::log::SetFd(2);
+  ::close(fds[1]);
+  std::string all;
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(fds[0], buf, sizeof buf)) > 0) all.append(buf, static_cast<size_t>(n));
+  ::close(fds[0]);
+  size_t nl = all.find('\n');
+  ASSERT_NE(nl, std::string::npos);
+  EXPECT_EQ(all.size(), all.find('\n', nl + 1) + 1);  // exactly two lines
+  auto v = boost::json::parse(all.substr(0, nl)).as_object();
+  EXPECT_EQ(v.at("severity").as_string(), "INFO");
+  EXPECT_EQ(v.at("message").as_string(), "hello \"world\"");
+  EXPECT_EQ(v.at("plain").as_string(), "value");
+  EXPECT_EQ(v.at("tricky").as_string(), "a\\b\n\t\x01\"c");
+  EXPECT_EQ(v.at("number").as_string(), "42");
+  EXPECT_EQ(v.at("view").as_string(), "from a temporary");
+  std::string time(v.at("time").as_string());
+  ASSERT_EQ(time.size(), 30u) << time;  // YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ
+  EXPECT_TRUE(moat::ParseRfc3339(time)) << time;
 }

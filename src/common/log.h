@@ -13,7 +13,9 @@ namespace moat::log {
 
 enum class Severity { kDebug, kInfo, kWarning, kError };
 
-using Field = std::pair<std::string_view, std::string>;
+// A key and its value. Views: pass temporaries freely (they live until the call returns), but
+// never keep a Field beyond the call.
+using Field = std::pair<std::string_view, std::string_view>;
 
 void SetMinSeverity(Severity s);
 // Redirects output to an open file descriptor (default 2).
@@ -35,5 +37,7 @@ inline void Error(std::string_view m, std::initializer_list<Field> f = {}) {
 
 // Escapes a string for inclusion inside a JSON string literal.
 std::string JsonEscape(std::string_view s);
+// Appends `s` escaped for a JSON string (without quotes).
+void AppendJsonEscaped(std::string* out, std::string_view s);
 
 }  // namespace moat::log
