@@ -1,5 +1,7 @@
 #include "http/message.h"
 
+#include <algorithm>
+
 namespace moat::http {
 namespace {
 inline char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
@@ -106,7 +108,7 @@ std::string_view ReasonPhrase(int status) {
 }
 
 const std::string* Headers::Find(std::string_view name) const {
-  for (const Field& f : fields_) {
+  for (const Field& f : *this) {
     if (IEquals(f.name, name)) return &f.value;
   }
   return nullptr;
@@ -119,43 +121,53 @@ std::string_view Headers::Get(std::string_view name) const {
 
 size_t Headers::Count(std::string_view name) const {
   size_t n = 0;
-  for (const Field& f : fields_) n += IEquals(f.name, name) ? 1 : 0;
+  for (const Field& f : *this) n += IEquals(f.name, name) ? 1 : 0;
   return n;
 }
 
 void Headers::Add(std::string name, std::string value) {
-  fields_.push_back(Field{std::move(name), std::move(value)});
-}
-
-void Headers::Recycle() {
-  // An unusually large field is let go rather than kept for the connection's whole life.
-  constexpr size_t kMaxKept = 8 * 1024;
-  for (auto it = fields_.rbegin(); it != fields_.rend(); ++it) {
-    if (it->name.capacity() + it->value.capacity() <= kMaxKept) spare_.push_back(std::move(*it));
+  if (size_ < fields_.size()) {
+    fields_[size_] = Field{std::move(name), std::move(value)};
+  } else {
+    fields_.push_back(Field{std::move(name), std::move(value)});
   }
-  fields_.clear();
+  ++size_;
 }
 
 void Headers::AddCopy(std::string_view name, std::string_view value) {
-  if (spare_.empty()) {
+  if (size_ < fields_.size()) {
+    Field& f = fields_[size_];
+    f.name.assign(name);
+    f.value.assign(value);
+  } else {
     fields_.push_back(Field{std::string(name), std::string(value)});
-    return;
   }
-  Field& f = fields_.emplace_back(std::move(spare_.back()));
-  spare_.pop_back();
-  f.name.assign(name);
-  f.value.assign(value);
+  ++size_;
+}
+
+void Headers::Recycle() {
+  constexpr size_t kMaxKept = 8 * 1024;
+  for (size_t i = 0; i < size_; ++i) {
+    Field& f = fields_[i];
+    if (f.name.capacity() + f.value.capacity() > kMaxKept) f = Field{};
+  }
+  size_ = 0;
 }
 
 void Headers::Set(std::string_view name, std::string value) {
   Remove(name);
-  fields_.push_back(Field{std::string(name), std::move(value)});
+  Add(std::string(name), std::move(value));
 }
 
 size_t Headers::Remove(std::string_view name) {
-  size_t before = fields_.size();
-  std::erase_if(fields_, [&](const Field& f) { return IEquals(f.name, name); });
-  return before - fields_.size();
+  auto first = fields_.begin();
+  auto last = first + static_cast<std::ptrdiff_t>(size_);
+  // Kept fields move behind the live ones (std::remove would leave moved-from strings).
+  auto kept = std::stable_partition(first, last,
+                                    [&](const Field& f) { return !IEquals(f.name, name); });
+  size_t removed = static_cast<size_t>(last - kept);
+  size_ -= removed;
+  return removed;
 }
 
 void RequestHead::Reset() {

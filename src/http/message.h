@@ -37,17 +37,34 @@ struct Field {
 };
 
 // An ordered multimap of header fields; lookups ignore ASCII case of names.
+//
+// Fields past size() are kept, not destroyed, by Recycle/Remove/Clear: a parser that fills one
+// Headers per connection reuses their strings and stops allocating once they have grown.
 class Headers {
  public:
   Headers() = default;
-  // Copies and moves carry the fields, not the recycled storage.
-  Headers(const Headers& o) : fields_(o.fields_) {}
+  // Copies and moves carry the fields, not the kept storage.
+  Headers(const Headers& o) : fields_(o.begin(), o.end()), size_(o.size_) {}
   Headers& operator=(const Headers& o) {
-    fields_ = o.fields_;
+    if (this != &o) {
+      fields_.assign(o.begin(), o.end());
+      size_ = o.size_;
+    }
     return *this;
   }
-  Headers(Headers&&) = default;
-  Headers& operator=(Headers&&) = default;
+  Headers(Headers&& o) noexcept : fields_(std::move(o.fields_)), size_(o.size_) {
+    o.fields_.clear();
+    o.size_ = 0;
+  }
+  Headers& operator=(Headers&& o) noexcept {
+    if (this != &o) {
+      fields_ = std::move(o.fields_);
+      size_ = o.size_;
+      o.fields_.clear();
+      o.size_ = 0;
+    }
+    return *this;
+  }
 
   // The first value of `name`, or nullptr.
   const std::string* Find(std::string_view name) const;
@@ -60,23 +77,24 @@ class Headers {
   void Set(std::string_view name, std::string value);
   // Removes every field called `name`; returns how many were removed.
   size_t Remove(std::string_view name);
-  void Clear() { fields_.clear(); }
-  // Removes every field but keeps their strings for AddCopy, so that a parser filling one
-  // Headers per connection stops allocating once the strings have grown to fit.
+  void Clear() { size_ = 0; }
+  // Clear, for a parser about to fill the same Headers again; lets go of unusually large
+  // fields rather than keeping them for the connection's whole life.
   void Recycle();
-  // Add, reusing a recycled field's storage when there is one.
+  // Add, copying into a kept field's storage when there is one.
   void AddCopy(std::string_view name, std::string_view value);
   void Reserve(size_t n) { fields_.reserve(n); }
 
-  size_t size() const { return fields_.size(); }
-  bool empty() const { return fields_.empty(); }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
   std::vector<Field>::const_iterator begin() const { return fields_.begin(); }
-  std::vector<Field>::const_iterator end() const { return fields_.end(); }
-  std::vector<Field>& fields() { return fields_; }
+  std::vector<Field>::const_iterator end() const {
+    return fields_.begin() + static_cast<std::ptrdiff_t>(size_);
+  }
 
  private:
-  std::vector<Field> fields_;
-  std::vector<Field> spare_;  // recycled fields, the first one last
+  std::vector<Field> fields_;  // [0, size_) are the fields; the rest is kept storage
+  size_t size_ = 0;
 };
 
 // How a message body is delimited (RFC 9112 §6.3).

@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cerrno>
+#include <ctime>
 #include <cstdio>
 
 #include "common/random.h"
@@ -66,6 +67,13 @@ struct Stream::Watchdog {
   bool armed = false;
   Clock::time_point at;
 };
+
+Stream::Clock::time_point Stream::CoarseNow() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return Clock::time_point(std::chrono::duration_cast<Clock::duration>(
+      std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec)));
+}
 
 Stream::Stream(asio::ip::tcp::socket s) : socket_(std::move(s)) {
   error_code ec;
@@ -128,7 +136,8 @@ void Stream::OnWatchdog() {
 // Before waiting: timeout if the deadline has passed, else the watchdog is armed for it.
 error_code Stream::BeginWait() {
   if (deadline_ != Clock::time_point::max()) {
-    if (timed_out_ || Clock::now() >= deadline_) {
+    // Coarse: a read a tick late only arms the watchdog, whose check is exact.
+    if (timed_out_ || CoarseNow() >= deadline_) {
       timed_out_ = true;
       return beast::error::timeout;
     }

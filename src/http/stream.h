@@ -49,6 +49,9 @@ inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 class Stream {
  public:
   using Clock = std::chrono::steady_clock;
+  // steady_clock's time from CLOCK_MONOTONIC_COARSE: the same clock, read at a fraction of the
+  // cost, up to one scheduler tick (1–4 ms) behind.
+  static Clock::time_point CoarseNow();
 
   explicit Stream(const asio::any_io_executor& ex) : socket_(ex) {}
   // Takes a connected socket (e.g. from accept) and makes it non-blocking.
@@ -60,7 +63,9 @@ class Stream {
   asio::ip::tcp::socket& socket() { return socket_; }
   asio::any_io_executor get_executor() { return socket_.get_executor(); }
 
-  void expires_after(Clock::duration d) { expires_at(Clock::now() + d); }
+  // From a coarse clock read (a few ms behind at most; several reads per request): the
+  // deadline may come up to that much early.
+  void expires_after(Clock::duration d) { expires_at(CoarseNow() + d); }
   void expires_at(Clock::time_point t);
   void expires_never() { expires_at(Clock::time_point::max()); }
   // Wakes waiting operations with asio::error::operation_aborted.
