@@ -121,7 +121,7 @@ run_wrk() {  # $1 url, $2 "pids" of the layer under test, $3.. extra wrk args
   echo "$out" | awk -v ticks=$((c1 - c0)) -v hz="$hz" '
     function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
     /^ +50%/ {p50=ms($2)} /^ +99%/ {p99=ms($2)} /^Requests\/sec/ {rps=$2} / requests in / {n=$1}
-    /Non-2xx/ {bad=$NF} END {printf "%s %.2f %.2f %s %.1f\n", rps, p50, p99, bad+0, n ? ticks*1e6/hz/n : 0}'
+    /Non-2xx/ {bad=$NF} END {printf "%s %.3f %.3f %s %.1f\n", rps, p50, p99, bad+0, n ? ticks*1e6/hz/n : 0}'
 }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
@@ -165,6 +165,17 @@ bench_round on
 stop_moat; start_moat "--no-access-log"
 bench_round off
 
+# Added latency without queueing: few connections (LAT_CONNS), so the proxies are far from
+# saturated and p50/p99 show what each hop adds to a request rather than how long requests
+# wait behind each other (the saturated runs above measure throughput). Logs off.
+lat_conns=${LAT_CONNS:-4}
+declare -A latency
+for r in $(seq 1 "$rounds"); do
+  latency[direct]+="$(conns=$lat_conns run_wrk "http://127.0.0.1:$up_port/" "$(worker_pid upstream)")"$'\n'
+  latency[nginx_proxy_pass]+="$(conns=$lat_conns run_wrk "http://127.0.0.1:$px_port/" "$(worker_pid proxy)")"$'\n'
+  latency[moat]+="$(conns=$lat_conns run_wrk "http://127.0.0.1:$gw_port/" "$moat_pid" -H "Host: $host" -H "Authorization: Bearer $token")"$'\n'
+done
+
 report() {
   # cpu_us: CPU time per request of the layer under test (direct: the upstream worker;
   # auth_request: the nginx worker plus Moat's forward-auth), median over rounds.
@@ -185,6 +196,17 @@ report() {
   done
 }
 report
+
+printf '\nlatency at low load (%s connections, logs off; medians over rounds)\n' "$lat_conns"
+printf '%-20s %9s %9s %13s %13s\n' setup p50_ms p99_ms added_p50_ms added_p99_ms
+d50=$(printf '%s' "${latency[direct]}" | awk 'NF{print $2}' | median)
+d99=$(printf '%s' "${latency[direct]}" | awk 'NF{print $3}' | median)
+for s in direct nginx_proxy_pass moat; do
+  p50=$(printf '%s' "${latency[$s]}" | awk 'NF{print $2}' | median)
+  p99=$(printf '%s' "${latency[$s]}" | awk 'NF{print $3}' | median)
+  printf '%-20s %9.3f %9.3f %13.3f %13.3f\n' "$s" "$p50" "$p99" \
+    "$(awk -v a="$p50" -v b="$d50" 'BEGIN{print a-b}')" "$(awk -v a="$p99" -v b="$d99" 'BEGIN{print a-b}')"
+done
 
 if [ -n "${PERF_OUT:-}" ]; then
   command -v perf >/dev/null || { echo "bench-gateway: perf is missing" >&2; exit 1; }
