@@ -145,7 +145,11 @@ Result<std::shared_ptr<const View>> LiveState::Build(const View* previous, bool 
 }
 
 Status LiveState::Start() {
+  // Hold first (at 0: nothing newer may go), then read the cursor and move the hold up to it,
+  // so compaction cannot pass the cursor between the two calls.
+  hold_ = store_.HoldChanges(0);
   MOAT_TRY(cursor_, store_.CurrentRevision());
+  hold_.Advance(cursor_);
   MOAT_TRY(auto first, Build(nullptr, true, true, true));
   // The first view may already include later commits; the cursor only moves forward.
   Publish(first);
@@ -166,6 +170,7 @@ void LiveState::Stop() {
     cv_.notify_all();
   }
   if (thread_.joinable()) thread_.join();
+  hold_.Reset();
 }
 
 void LiveState::Publish(std::shared_ptr<const View> view) {
@@ -207,13 +212,12 @@ void LiveState::Follow() {
       if (stop_) return;
       dirty_ = false;
     }
-    bool policies = false, identities = false, services = false;
-    std::vector<store::Collection> changed;
     bool reload = false;
     while (true) {
       auto batch = store_.ChangesSince(cursor_);
       if (!batch && batch.error().code == Code::kOutOfRange) {
-        // The feed was compacted past our cursor: rebuild everything from a full snapshot.
+        // The feed was compacted past our cursor (our hold was too far behind to stop it):
+        // rebuild everything from a full snapshot.
         log::Warn("the live state fell behind the compacted change feed; reloading",
                   {{"error", batch.error().message}});
         reload = true;
@@ -224,19 +228,20 @@ void LiveState::Follow() {
         break;
       }
       for (const auto& c : batch->changes) {
+        auto& changed = pending_.changed;
         if (std::find(changed.begin(), changed.end(), c.collection) == changed.end()) {
           changed.push_back(c.collection);
         }
         switch (c.collection) {
           case Collection::kPolicies:
-          case Collection::kRoles: policies = true; break;
-          case Collection::kGroups: policies = identities = true; break;
+          case Collection::kRoles: pending_.policies = true; break;
+          case Collection::kGroups: pending_.policies = pending_.identities = true; break;
           case Collection::kServiceAccounts:
           case Collection::kSaKeys:
           case Collection::kUsers:
-          case Collection::kTrustedIssuers: identities = true; break;
+          case Collection::kTrustedIssuers: pending_.identities = true; break;
           case Collection::kServices:
-          case Collection::kProjects: services = true; break;
+          case Collection::kProjects: pending_.services = true; break;
           default: break;
         }
       }
@@ -255,19 +260,31 @@ void LiveState::Follow() {
         continue;
       }
       cursor_ = (*view)->revision;  // the snapshot's revision; follow the feed from there
+      pending_ = {};                // the snapshot includes everything read before it
+      reloads_.fetch_add(1, std::memory_order_relaxed);
+      hold_.Advance(cursor_);
       Publish(*view);
       continue;
     }
     auto previous = Current();
-    if (previous && cursor_ <= previous->revision) continue;  // nothing newer than published
-    auto view = Build(previous.get(), policies, identities, services, std::move(changed));
+    if (previous && cursor_ <= previous->revision) {
+      // Nothing newer than published (the View was read at or after cursor_).
+      pending_ = {};
+      hold_.Advance(cursor_);
+      continue;
+    }
+    auto view = Build(previous.get(), pending_.policies, pending_.identities, pending_.services,
+                      pending_.changed);
     if (!view) {
       log::Error("cannot rebuild the live state; keeping the previous one",
                  {{"error", view.error().message}});
       std::lock_guard lock(mu_);
-      dirty_ = true;  // retry on the next commit
+      dirty_ = true;  // retry on the next commit, with pending_ still set
       continue;
     }
+    pending_ = {};
+    // Every change up to cursor_ is in the View (it was read at or after cursor_).
+    hold_.Advance(cursor_);
     Publish(*view);
   }
 }

@@ -10,6 +10,11 @@
 // Rebuilds are whole (every policy, every identity record) but only of the parts a change
 // touched; docs/benchmarks.md has the cost at 10,000 services.
 //
+// The store compacts its change feed; LiveState holds it (store::ChangeHold) at its cursor so
+// compaction keeps the changes it has not applied yet. If the feed was compacted past the
+// cursor anyway (a hold more than store::kMaxHeldRevisions behind stops nothing), it rebuilds
+// everything from a full snapshot and follows on from that snapshot's revision (reloads()).
+//
 // Thread-safety: Current() and WaitForRevision() from any thread. Start/Stop from one
 // controlling thread. Listeners run on the follower thread, one at a time.
 #pragma once
@@ -76,6 +81,9 @@ class LiveState {
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
   // True once a View with revision >= `revision` is published; false on timeout.
   bool WaitForRevision(int64_t revision, std::chrono::milliseconds timeout);
+  // How many times the follower rebuilt everything from a full snapshot because the change
+  // feed was compacted past its cursor (for metrics and tests; normally 0, see Follow).
+  uint64_t reloads() const { return reloads_.load(std::memory_order_relaxed); }
   // Called on the follower thread after each publish (and once, at registration, with the
   // current View if there is one). Register before Start to see the first View.
   void AddListener(Listener listener);
@@ -90,7 +98,12 @@ class LiveState {
   store::Store& store_;
   std::atomic<std::shared_ptr<const View>> view_;
   std::atomic<uint64_t> generation_{0};
+  std::atomic<uint64_t> reloads_{0};
   store::Subscription subscription_;
+  // Keeps the store from compacting the changes after cursor_ (advanced as they are applied),
+  // so a slow follower catches up from the feed; only a follower further behind than
+  // store::kMaxHeldRevisions falls back to a full reload. Released by Stop.
+  store::ChangeHold hold_;
   std::thread thread_;
   std::mutex mu_;
   std::condition_variable cv_;
@@ -98,6 +111,13 @@ class LiveState {
   bool dirty_ = false;
   std::vector<Listener> listeners_;  // guarded by mu_ for registration
   int64_t cursor_ = 0;               // follower thread only
+  // Follower thread only: what the changes read since the last publish touched. Kept until a
+  // View is published, so a rebuild that fails retries them with the next commit.
+  struct Pending {
+    bool policies = false, identities = false, services = false;
+    std::vector<store::Collection> changed;
+  };
+  Pending pending_;
 };
 
 }  // namespace moat::state

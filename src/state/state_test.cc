@@ -2,6 +2,9 @@
 
 #include <boost/json.hpp>
 
+#include <condition_variable>
+#include <mutex>
+
 #include "state/live_state.h"
 #include "state/service.h"
 #include "store/memory_store.h"
@@ -65,6 +68,132 @@ TEST(StateService, UrlsAndAudiencesFollowTheGatewayPort) {
   EXPECT_NE(std::find(auds.begin(), auds.end(), "https://api.example.com"), auds.end());
 }
 
+// A Store that forwards to a MemoryStore, with two test controls over LiveState's follower:
+//   - Pause(): every ChangesSince call from then on blocks until Resume() (Pause waits for
+//     calls already running to return), so the follower's cursor cannot move while the test
+//     commits and compacts;
+//   - set_honor_holds(false): HoldChanges returns an inert hold, as if the follower's hold were
+//     more than kMaxHeldRevisions behind (the store's limit), so compaction passes its cursor.
+class GatedStore : public store::Store {
+ public:
+  explicit GatedStore(store::Store& inner) : inner_(inner) {}
+
+  void set_honor_holds(bool honor) { honor_holds_ = honor; }
+  void Pause() {
+    std::unique_lock lock(mu_);
+    paused_ = true;
+    cv_.wait(lock, [&] { return in_flight_ == 0; });
+  }
+  void Resume() {
+    std::lock_guard lock(mu_);
+    paused_ = false;
+    cv_.notify_all();
+  }
+  // Waits (up to `timeout`) until a ChangesSince call is blocked by Pause.
+  bool WaitForBlockedReader(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return blocked_ > 0; });
+  }
+
+  Result<std::unique_ptr<store::Transaction>> Begin() override { return inner_.Begin(); }
+  Result<std::unique_ptr<store::Transaction>> BeginRead() override { return inner_.BeginRead(); }
+  Result<int64_t> CurrentRevision() override { return inner_.CurrentRevision(); }
+  Result<store::ChangeBatch> ChangesSince(int64_t since, int max_revisions) override {
+    {
+      std::unique_lock lock(mu_);
+      ++blocked_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return !paused_; });
+      --blocked_;
+      ++in_flight_;
+    }
+    auto batch = inner_.ChangesSince(since, max_revisions);
+    std::lock_guard lock(mu_);
+    --in_flight_;
+    cv_.notify_all();
+    return batch;
+  }
+  Result<int64_t> CompactChanges(int64_t retain) override { return inner_.CompactChanges(retain); }
+  Result<int64_t> CompactedRevision() override { return inner_.CompactedRevision(); }
+  store::ChangeHold HoldChanges(int64_t after) override {
+    if (!honor_holds_) return store::ChangeHold();
+    return inner_.HoldChanges(after);
+  }
+  bool WaitForRevision(int64_t revision, std::chrono::milliseconds timeout) override {
+    return inner_.WaitForRevision(revision, timeout);
+  }
+  store::Subscription Subscribe(store::CommitCallback callback) override {
+    return inner_.Subscribe(std::move(callback));
+  }
+  Result<store::AuditPage> QueryAudit(const store::AuditQuery& query) override {
+    return inner_.QueryAudit(query);
+  }
+
+ private:
+  store::Store& inner_;
+  bool honor_holds_ = true;  // set before LiveState::Start
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool paused_ = false;
+  int blocked_ = 0;    // calls waiting in Pause
+  int in_flight_ = 0;  // calls past the gate
+};
+
+constexpr char kApi[] = "projects/p/locations/us-central1/services/api";
+constexpr char kOther[] = "projects/p/locations/us-central1/services/other";
+constexpr char kOtherService[] = R"({
+  "name": "projects/p/locations/us-central1/services/other",
+  "template": {"upstream": "http://127.0.0.1:9001"}
+})";
+
+bool AliceMayInvoke(const View& view) {
+  auto alice = view.iam->Resolve(iam::Principal::User("alice@example.com"));
+  return view.iam->Check(alice, kApi, "run.routes.invoke", SystemClock().Now()).allowed;
+}
+
+// Starts `live` over a store holding the `api` and `other` services, waits until it has
+// caught up, then pauses its follower and, while it is paused, grants alice the invoker role
+// on `api`, deletes `other` and commits `filler` unrelated revisions. Returns the newest
+// revision, or 0 on a failure (reported through gtest).
+int64_t CommitWhilePaused(store::Store& inner, GatedStore& gated, LiveState& live, int filler) {
+  EXPECT_TRUE(inner.Put(store::Collection::kServices, kApi, kService));
+  auto other = inner.Put(store::Collection::kServices, kOther, kOtherService);
+  EXPECT_TRUE(other);
+  if (!other || !live.Start()) return 0;
+  EXPECT_TRUE(live.WaitForRevision(other->revision, std::chrono::seconds(5)));
+  EXPECT_EQ(live.Current()->services.size(), 2u);
+  EXPECT_FALSE(AliceMayInvoke(*live.Current()));
+
+  gated.Pause();
+  EXPECT_TRUE(inner.Put(store::Collection::kPolicies, kApi,
+                        R"({"bindings":[{"role":"roles/run.invoker",
+                            "members":["user:alice@example.com"]}]})"));
+  EXPECT_TRUE(inner.Delete(store::Collection::kServices, kOther));
+  int64_t last = 0;
+  for (int i = 0; i < filler; ++i) {
+    auto put =
+        inner.Put(store::Collection::kSettings, "filler", "{\"n\":" + std::to_string(i) + "}");
+    EXPECT_TRUE(put);
+    if (put) last = put->revision;
+  }
+  // The commits woke the follower; it is now stuck before reading the feed.
+  EXPECT_TRUE(gated.WaitForBlockedReader(std::chrono::seconds(5)));
+  EXPECT_EQ(live.Current()->revision, other->revision);  // still the old view
+  return last;
+}
+
+// The state LiveState must reach after CommitWhilePaused, however it got there.
+void ExpectCaughtUp(LiveState& live, int64_t newest) {
+  ASSERT_TRUE(live.WaitForRevision(newest, std::chrono::seconds(5)))
+      << "still serving revision " << live.Current()->revision << " < " << newest;
+  auto view = live.Current();
+  EXPECT_GE(view->revision, newest);
+  EXPECT_TRUE(AliceMayInvoke(*view));            // the policy written before compaction
+  EXPECT_NE(view->FindByName(kApi), nullptr);    // kept
+  EXPECT_EQ(view->FindByName(kOther), nullptr);  // deleted before compaction: gone
+  EXPECT_EQ(view->services.size(), 1u);
+}
+
 TEST(StateLive, FollowsCommitsAndGivesReadYourWrites) {
   store::MemoryStore store;
   LiveState live(store);
@@ -107,6 +236,81 @@ TEST(StateLive, BrokenServiceDocumentsAreReportedNotServed) {
   ASSERT_TRUE(live.Start());
   EXPECT_EQ(live.Current()->services.size(), 0u);
   EXPECT_EQ(live.Current()->broken_services.size(), 1u);
+}
+
+TEST(StateLive, ReloadsWhenTheFeedWasCompactedPastItsCursor) {
+  store::MemoryStore inner(nullptr, /*change_retention=*/0);  // compaction only when asked
+  GatedStore gated(inner);
+  gated.set_honor_holds(false);  // as if the hold were past kMaxHeldRevisions
+  LiveState live(gated);
+  int64_t newest = CommitWhilePaused(inner, gated, live, 5);
+  ASSERT_GT(newest, 0);
+  const int64_t cursor = live.Current()->revision;
+  auto compacted = inner.CompactChanges(1);
+  ASSERT_TRUE(compacted);
+  ASSERT_GT(*compacted, cursor);  // the changes the follower still needs are gone
+  EXPECT_EQ(live.reloads(), 0u);
+
+  gated.Resume();
+  ExpectCaughtUp(live, newest);
+  EXPECT_EQ(live.reloads(), 1u);
+  EXPECT_EQ(live.Current()->changed.size(), std::size(store::kAllCollections));
+
+  // After the reload it follows the feed again from the snapshot's revision.
+  auto put = inner.Put(store::Collection::kServices, kOther, kOtherService);
+  ASSERT_TRUE(put);
+  ASSERT_TRUE(live.WaitForRevision(put->revision, std::chrono::seconds(5)));
+  EXPECT_NE(live.Current()->FindByName(kOther), nullptr);
+  EXPECT_EQ(live.reloads(), 1u);
+  live.Stop();
+}
+
+TEST(StateLive, HoldKeepsTheChangesItNeedsFromExplicitCompaction) {
+  store::MemoryStore inner(nullptr, /*change_retention=*/0);
+  GatedStore gated(inner);
+  LiveState live(gated);
+  int64_t newest = CommitWhilePaused(inner, gated, live, 5);
+  ASSERT_GT(newest, 0);
+  const int64_t cursor = live.Current()->revision;
+  auto compacted = inner.CompactChanges(1);
+  ASSERT_TRUE(compacted);
+  EXPECT_LE(*compacted, cursor);  // the hold stopped compaction at the cursor
+
+  gated.Resume();
+  ExpectCaughtUp(live, newest);
+  EXPECT_EQ(live.reloads(), 0u);  // caught up from the feed, no full reload
+  // Once caught up, the hold moved with the cursor: compaction may now drop the rest.
+  auto again = inner.CompactChanges(1);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(*again, newest - 1);
+  live.Stop();
+}
+
+TEST(StateLive, HoldSurvivesAutomaticCompactionWithTinyRetention) {
+  // Every commit compacts to the newest 2 revisions (the follower's hold permitting).
+  store::MemoryStore inner(nullptr, /*change_retention=*/2);
+  GatedStore gated(inner);
+  LiveState live(gated);
+  int64_t newest = CommitWhilePaused(inner, gated, live, 20);
+  ASSERT_GT(newest, 0);
+  auto compacted = inner.CompactedRevision();
+  ASSERT_TRUE(compacted);
+  EXPECT_LE(*compacted, live.Current()->revision);
+
+  gated.Resume();
+  ExpectCaughtUp(live, newest);
+  EXPECT_EQ(live.reloads(), 0u);
+  live.Stop();
+  // Stop released the hold: compaction passes the position where it stood.
+  int64_t last = newest;
+  for (int i = 0; i < 3; ++i) {
+    auto put = inner.Put(store::Collection::kSettings, "after", "{}");
+    ASSERT_TRUE(put);
+    last = put->revision;
+  }
+  compacted = inner.CompactChanges(1);
+  ASSERT_TRUE(compacted);
+  EXPECT_EQ(*compacted, last - 1);
 }
 
 }  // namespace
