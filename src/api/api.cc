@@ -4,25 +4,12 @@
 
 #include "api/handler_util.h"
 #include "api/routes.h"
+#include "http/message.h"
 #include "identity/verifier.h"
 
 namespace moat::api {
 namespace {
 
-std::string_view Bearer(std::string_view v) {
-  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-  if (v.size() < 7) return {};
-  for (size_t i = 0; i < 6; ++i) {
-    char c = v[i];
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-    if (c != "bearer"[i]) return {};
-  }
-  if (v[6] != ' ') return {};
-  v.remove_prefix(7);
-  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-  while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
-  return v;
-}
 
 // https://SERVICE.googleapis.com/ (what Google's libraries put in self-signed JWTs).
 bool IsGoogleApisAudience(std::string_view aud) {
@@ -48,7 +35,7 @@ Authenticator MakeVerifierAuthenticator(identity::Verifier& verifier) {
     if (req.headers.Count("Authorization") > 1) {
       return Unauthenticated("request has more than one `Authorization` header");
     }
-    std::string_view token = Bearer(*header);
+    std::string_view token = http::BearerToken(*header);
     if (token.empty()) {
       return Unauthenticated("the `Authorization` header must be `Bearer TOKEN`");
     }

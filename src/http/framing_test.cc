@@ -308,5 +308,16 @@ TEST(HttpFraming, ReusedHeadsCarryNothingOverFromTheLastMessage) {
   EXPECT_EQ(copy.Get("content-length"), "3");
 }
 
+TEST(HttpMessage, BearerTokenTakesOnlyTheBearerScheme) {
+  EXPECT_EQ(BearerToken("Bearer abc"), "abc");
+  EXPECT_EQ(BearerToken(" \tbEaReR   a.b.c \t"), "a.b.c");
+  EXPECT_EQ(BearerToken("Bearer"), "");
+  EXPECT_EQ(BearerToken("Bearer "), "");
+  EXPECT_EQ(BearerToken("Bearerabc"), "");
+  EXPECT_EQ(BearerToken("Basic abc"), "");
+  EXPECT_EQ(BearerToken("Bearer\tabc"), "");
+  EXPECT_EQ(BearerToken(""), "");
+}
+
 }  // namespace
 }  // namespace moat::http

@@ -32,6 +32,16 @@ bool HasToken(std::string_view list, std::string_view token) {
   return false;
 }
 
+std::string_view BearerToken(std::string_view v) {
+  auto blank = [](char c) { return c == ' ' || c == '\t'; };
+  while (!v.empty() && blank(v.front())) v.remove_prefix(1);
+  while (!v.empty() && blank(v.back())) v.remove_suffix(1);
+  if (v.size() < 7 || !IEquals(v.substr(0, 6), "bearer") || v[6] != ' ') return {};
+  v.remove_prefix(7);
+  while (!v.empty() && blank(v.front())) v.remove_prefix(1);
+  return v;
+}
+
 std::string_view ReasonPhrase(int status) {
   switch (status) {
     case 100:

@@ -30,6 +30,9 @@ std::string_view ReasonPhrase(int status);
 // True if `list` (a comma-separated header value such as Connection) contains `token`,
 // compared case-insensitively.
 bool HasToken(std::string_view list, std::string_view token);
+// The credential of an Authorization-style value: "Bearer abc" → "abc" (scheme
+// case-insensitive, surrounding spaces and tabs ignored); "" for any other value.
+std::string_view BearerToken(std::string_view header_value);
 
 struct Field {
   std::string name;

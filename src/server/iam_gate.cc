@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "common/json.h"
+#include "http/message.h"
 #include "iam/roles.h"
 
 namespace moat::server {
@@ -19,26 +20,8 @@ struct ThreadCache {
   std::unordered_map<std::string, iam::PrincipalSet> principals;  // member → set
 };
 
-bool IEqualsPrefix(std::string_view s, std::string_view prefix) {
-  if (s.size() < prefix.size()) return false;
-  for (size_t i = 0; i < prefix.size(); ++i) {
-    char a = s[i], b = prefix[i];
-    if (a >= 'A' && a <= 'Z') a = static_cast<char>(a - 'A' + 'a');
-    if (a != b) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
-std::string_view BearerToken(std::string_view v) {
-  while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
-  while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
-  if (!IEqualsPrefix(v, "bearer ")) return {};
-  v.remove_prefix(7);
-  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-  return v;
-}
 
 gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
   using gateway::GateDecision;
@@ -68,7 +51,7 @@ gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
     which = TokenHeader::kAuthorization;
     header = req.authorization;
   }
-  std::string_view token = header ? BearerToken(*header) : std::string_view();
+  std::string_view token = header ? http::BearerToken(*header) : std::string_view();
   if (token.empty()) {
     return GateDecision::Deny(
         403,

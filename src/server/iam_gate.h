@@ -33,7 +33,4 @@ class IamGate : public gateway::Gate {
   const Clock& clock_;
 };
 
-// "Bearer abc" → "abc" (scheme case-insensitive, surrounding spaces ignored); "" otherwise.
-std::string_view BearerToken(std::string_view header_value);
-
 }  // namespace moat::server
