@@ -1,5 +1,7 @@
 #include "http/server.h"
 
+#include <sched.h>
+
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -93,6 +95,18 @@ struct Worker {
   std::thread thread;
 };
 
+// The CPUs this process may run on: its affinity mask (taskset, cgroup cpusets), not the
+// machine's core count — more workers than CPUs only adds context switches.
+size_t UsableCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0) {
+    int n = CPU_COUNT(&set);
+    if (n > 0) return static_cast<size_t>(n);
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
 std::string EndpointString(const tcp::socket& s) {
   error_code ec;
   tcp::endpoint ep = s.remote_endpoint(ec);
@@ -142,8 +156,7 @@ Status Server::Impl::Start() {
   error_code ec;
   asio::ip::address addr = asio::ip::make_address(options_.host, ec);
   if (ec) return InvalidArgument("invalid listen address `" + options_.host + "`");
-  size_t n = options_.threads > 0 ? static_cast<size_t>(options_.threads)
-                                  : std::max(1u, std::thread::hardware_concurrency());
+  size_t n = options_.threads > 0 ? static_cast<size_t>(options_.threads) : UsableCpus();
   for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
   acceptor_.emplace(workers_[0]->ioc);
   tcp::endpoint ep(addr, options_.port);

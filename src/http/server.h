@@ -23,7 +23,7 @@ class Handler;
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;                               // 0: an ephemeral port, see Server::port()
-  int threads = 0;                                 // 0: std::thread::hardware_concurrency()
+  int threads = 0;  // 0: the CPUs this process may run on (its affinity mask, e.g. taskset)
   size_t max_head_bytes = 64 * 1024;               // request line + headers; larger → 431
   size_t max_header_fields = 100;                  // more → 431
   std::chrono::milliseconds idle_timeout{60'000};  // keep-alive wait for the next request

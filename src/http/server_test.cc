@@ -1,6 +1,7 @@
 #include "http/server.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -238,6 +239,32 @@ TEST(HttpClient, ConnectionRefusedIsUnavailable) {
   auto r = Fetch({.url = "http://127.0.0.1:" + std::to_string(port) + "/"});
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().code, Code::kUnavailable);
+}
+
+TEST(HttpServerThreads, DefaultWorkerCountFollowsTheCpuAffinity) {
+  // `taskset -c 0 moat serve` must not start one worker per core of the machine.
+  cpu_set_t saved;
+  ASSERT_EQ(sched_getaffinity(0, sizeof saved, &saved), 0);
+  cpu_set_t one;
+  CPU_ZERO(&one);
+  for (int c = 0; c < CPU_SETSIZE; ++c) {
+    if (CPU_ISSET(c, &saved)) {
+      CPU_SET(c, &one);
+      break;
+    }
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  auto router = std::make_shared<Router>();
+  {
+    Server one_cpu(ServerOptions{.host = "127.0.0.1", .port = 0},
+                   MakeRouterHandler(router, RouterOptions{}));
+    ASSERT_TRUE(one_cpu.Start());
+    EXPECT_EQ(one_cpu.threads(), 1u);
+  }
+  ASSERT_EQ(sched_setaffinity(0, sizeof saved, &saved), 0);
+  Server all(ServerOptions{.host = "127.0.0.1", .port = 0}, MakeRouterHandler(router, {}));
+  ASSERT_TRUE(all.Start());
+  EXPECT_EQ(all.threads(), static_cast<size_t>(CPU_COUNT(&saved)));
 }
 
 }  // namespace

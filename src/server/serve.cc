@@ -59,7 +59,7 @@ const char kServeHelp[] =
     "  --internal-networks CIDRS  comma-separated networks whose callers are internal traffic\n"
     "                        for services with ingress `internal` (default\n"
     "                        127.0.0.0/8,::1/128); others get 404 from those services\n"
-    "  --threads N           worker threads per listener (default: all cores)\n"
+    "  --threads N           worker threads per listener (default: the CPUs moat may use)\n"
     "  --no-access-log       no JSON access-log line per gateway request (denials are still\n"
     "                        audited)\n"
     "  --forward-auth-addr H:P  also answer nginx auth_request / Traefik ForwardAuth questions\n"
