@@ -535,7 +535,7 @@ void Gateway::Impl::Release(WorkerState& ws, const ServiceEntry& svc, std::uniqu
 asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
                                              const ServiceEntry& svc, const GateDecision& d) {
   WorkerState& ws = workers_[ex.worker];
-  const auto deadline = Clock::now() + svc.request_timeout;
+  const auto deadline = http::Stream::CoarseNow() + svc.request_timeout;  // seconds long
   ex.conn.stream.expires_at(deadline);
   // The head is built in the client connection's scratch buffer (no allocation once it has
   // grown); RelayResponse reuses the buffer once the upstream has answered.
@@ -780,7 +780,7 @@ asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& 
 asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
                                             const ServiceEntry& svc, const GateDecision& d) {
   WorkerState& ws = workers_[ex.worker];
-  const auto deadline = Clock::now() + svc.request_timeout;
+  const auto deadline = http::Stream::CoarseNow() + svc.request_timeout;  // seconds long
   auto up = std::make_unique<Upstream>(ex.conn.stream.get_executor());
   error_code ec = co_await http::Connect(
       up->stream, svc.upstream_host, svc.upstream_port,

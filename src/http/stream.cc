@@ -48,7 +48,9 @@ FastRng& Rng() {
 
 void AppendHex64(std::string* out, uint64_t v) {
   static constexpr char kHex[] = "0123456789abcdef";
-  for (int shift = 60; shift >= 0; shift -= 4) out->push_back(kHex[(v >> shift) & 15]);
+  char digits[16];
+  for (int i = 15; i >= 0; --i, v >>= 4) digits[i] = kHex[v & 15];
+  out->append(digits, sizeof digits);
 }
 
 bool IsLowerHex(std::string_view s) {
@@ -329,12 +331,6 @@ asio::awaitable<error_code> BodyReader::Next(Conn& c, std::string_view* data) {
   }
 }
 
-void AppendField(std::string* out, std::string_view name, std::string_view value) {
-  out->append(name);
-  out->append(": ");
-  out->append(value);
-  out->append("\r\n");
-}
 
 void AppendRequestHead(std::string* out, std::string_view method, std::string_view target,
                        const Headers& headers) {

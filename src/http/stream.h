@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <algorithm>
 #include <chrono>
 #include <limits>
 #include <memory>
@@ -174,7 +175,18 @@ void AppendRequestHead(std::string* out, std::string_view method, std::string_vi
                        const Headers& headers);
 // "HTTP/1.1 status Reason\r\n" + fields + "\r\n".
 void AppendResponseHead(std::string* out, int status, const Headers& headers);
-void AppendField(std::string* out, std::string_view name, std::string_view value);
+// Inline: most names and values are literals, whose lengths are then known at compile time.
+inline void AppendField(std::string* out, std::string_view name, std::string_view value) {
+  size_t at = out->size();
+  out->resize(at + name.size() + value.size() + 4);
+  char* p = out->data() + at;
+  p = std::copy(name.begin(), name.end(), p);
+  *p++ = ':';
+  *p++ = ' ';
+  p = std::copy(value.begin(), value.end(), p);
+  *p++ = '\r';
+  *p = '\n';
+}
 
 asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data);
 // One chunk in the chunked coding ("hex\r\n" data "\r\n"); empty data is skipped.
