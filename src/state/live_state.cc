@@ -205,14 +205,23 @@ bool LiveState::WaitForRevision(int64_t revision, std::chrono::milliseconds time
 
 void LiveState::Follow() {
   using store::Collection;
+  // After a failed read of the change feed, try again on this backoff (or at the next commit,
+  // whichever comes first): without it, a transient store error would leave the gateway
+  // enforcing a stale view until something else is committed.
+  std::chrono::milliseconds retry{0};
   while (true) {
     {
       std::unique_lock lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || dirty_; });
+      if (retry.count() > 0) {
+        cv_.wait_for(lock, retry, [&] { return stop_ || dirty_; });
+      } else {
+        cv_.wait(lock, [&] { return stop_ || dirty_; });
+      }
       if (stop_) return;
       dirty_ = false;
     }
     bool reload = false;
+    bool read_failed = false;
     while (true) {
       auto batch = store_.ChangesSince(cursor_);
       if (!batch && batch.error().code == Code::kOutOfRange) {
@@ -224,7 +233,9 @@ void LiveState::Follow() {
         break;
       }
       if (!batch) {
-        log::Error("cannot read the store's change feed", {{"error", batch.error().message}});
+        log::Error("cannot read the store's change feed; retrying",
+                   {{"error", batch.error().message}});
+        read_failed = true;
         break;
       }
       for (const auto& c : batch->changes) {
@@ -248,6 +259,15 @@ void LiveState::Follow() {
       if (batch->last_revision == cursor_) break;
       cursor_ = batch->last_revision;
     }
+    auto back_off = [&retry] {
+      using namespace std::chrono_literals;
+      retry = retry.count() == 0 ? 100ms : std::min<std::chrono::milliseconds>(retry * 2, 5s);
+    };
+    if (read_failed) {
+      back_off();
+    } else {
+      retry = std::chrono::milliseconds(0);
+    }
     if (reload) {
       auto view = Build(nullptr, true, true, true,
                         std::vector<store::Collection>(std::begin(store::kAllCollections),
@@ -255,8 +275,7 @@ void LiveState::Follow() {
       if (!view) {
         log::Error("cannot reload the live state; keeping the previous one",
                    {{"error", view.error().message}});
-        std::lock_guard lock(mu_);
-        dirty_ = true;  // retry on the next commit
+        back_off();  // and retry (a reload is needed whatever is committed next)
         continue;
       }
       cursor_ = (*view)->revision;  // the snapshot's revision; follow the feed from there
@@ -278,8 +297,7 @@ void LiveState::Follow() {
     if (!view) {
       log::Error("cannot rebuild the live state; keeping the previous one",
                  {{"error", view.error().message}});
-      std::lock_guard lock(mu_);
-      dirty_ = true;  // retry on the next commit, with pending_ still set
+      back_off();  // retry with pending_ still set (before the next commit if there is none)
       continue;
     }
     pending_ = {};

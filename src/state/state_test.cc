@@ -79,6 +79,11 @@ class GatedStore : public store::Store {
   explicit GatedStore(store::Store& inner) : inner_(inner) {}
 
   void set_honor_holds(bool honor) { honor_holds_ = honor; }
+  // The next `n` ChangesSince calls fail as a busy or broken database would.
+  void FailNextReads(int n) {
+    std::lock_guard lock(mu_);
+    fail_reads_ = n;
+  }
   void Pause() {
     std::unique_lock lock(mu_);
     paused_ = true;
@@ -105,6 +110,10 @@ class GatedStore : public store::Store {
       cv_.notify_all();
       cv_.wait(lock, [&] { return !paused_; });
       --blocked_;
+      if (fail_reads_ > 0) {
+        --fail_reads_;
+        return Unavailable("the database is busy (injected by the test)");
+      }
       ++in_flight_;
     }
     auto batch = inner_.ChangesSince(since, max_revisions);
@@ -132,6 +141,7 @@ class GatedStore : public store::Store {
  private:
   store::Store& inner_;
   bool honor_holds_ = true;  // set before LiveState::Start
+  int fail_reads_ = 0;       // guarded by mu_
   std::mutex mu_;
   std::condition_variable cv_;
   bool paused_ = false;
@@ -262,6 +272,23 @@ TEST(StateLive, ReloadsWhenTheFeedWasCompactedPastItsCursor) {
   ASSERT_TRUE(live.WaitForRevision(put->revision, std::chrono::seconds(5)));
   EXPECT_NE(live.Current()->FindByName(kOther), nullptr);
   EXPECT_EQ(live.reloads(), 1u);
+  live.Stop();
+}
+
+TEST(StateLive, RetriesAFailedFeedReadWithoutWaitingForAnotherCommit) {
+  // A transient store error must not leave the gateway on a stale view until someone happens
+  // to commit again.
+  store::MemoryStore inner(nullptr, /*change_retention=*/0);
+  GatedStore gated(inner);
+  LiveState live(gated);
+  ASSERT_TRUE(live.Start());
+  gated.FailNextReads(3);
+  auto put = inner.Put(store::Collection::kServices, kOther, kOtherService);
+  ASSERT_TRUE(put);
+  // Nothing else is committed: only the follower's own retries (100, 200, 400 ms) get it there.
+  ASSERT_TRUE(live.WaitForRevision(put->revision, std::chrono::seconds(5)));
+  EXPECT_NE(live.Current()->FindByName(kOther), nullptr);
+  EXPECT_EQ(live.reloads(), 0u);
   live.Stop();
 }
 
