@@ -17,7 +17,6 @@
 #include "api/iam_common.h"
 #include "api/routes.h"
 #include "common/json.h"
-#include "crypto/jwt.h"
 #include "identity/oauth_token_endpoint.h"
 #include "identity/principals.h"
 #include "identity/token_issuer.h"
@@ -25,8 +24,6 @@
 
 namespace moat::api {
 namespace {
-
-namespace bj = boost::json;
 
 constexpr size_t kMaxFormBytes = 64 * 1024;
 
@@ -57,46 +54,7 @@ struct TokenService {
   identity::OAuthTokenEndpoint endpoint;
 };
 
-// refresh_token + target_audience: the endpoint checks the refresh token (and that its user
-// is still enabled) and mints the user's tokens, as for a plain refresh; the reply's id_token
-// is then replaced by one for the requested audience, minted for the subject of the
-// just-issued access token (its claims are read without verification: this process minted it
-// a moment ago and it never left the process). The identity endpoint has no target_audience
-// parameter for refresh grants, hence this step here.
-http::Response RefreshForAudience(const Env& env, TokenService& svc,
-                                  std::map<std::string, std::string> form,
-                                  const std::string& audience) {
-  form.erase("target_audience");
-  identity::HttpReply reply = svc.endpoint.Handle(form);
-  if (reply.status != 200) return ToResponse(reply);
-  auto body = json::ParseObject(reply.body, "token reply");
-  if (!body) return OAuthErrorResponse(500, "server_error", "the token service failed");
-  auto access = json::OptString(*body, "access_token");
-  if (!access || !*access) {
-    return OAuthErrorResponse(500, "server_error", "the token service failed");
-  }
-  // Minted by this server a moment ago: its claims are trusted without a second verification.
-  auto decoded = crypto::DecodeUnverified(**access);
-  if (!decoded) return OAuthErrorResponse(500, "server_error", "the token service failed");
-  auto email = json::OptString(decoded->claims, "email");
-  auto sub = json::OptString(decoded->claims, "sub");
-  if (!email || !*email || !sub || !*sub) {
-    return OAuthErrorResponse(500, "server_error", "the token service failed");
-  }
-  identity::TokenSubject subject{**email, **sub, identity::PrincipalKind::kUser};
-  auto token = env.issuer->MintIdToken(subject, audience);
-  if (!token) {
-    if (token.error().code == Code::kInvalidArgument) {
-      return OAuthErrorResponse(400, "invalid_request", token.error().message);
-    }
-    return OAuthErrorResponse(503, "temporarily_unavailable", "the token service is unavailable");
-  }
-  bj::object out = std::move(*body);
-  out["id_token"] = token->token;
-  return ToResponse(identity::HttpReply{200, reply.headers, json::Serialize(out)});
-}
-
-http::Response Token(const Env& env, TokenService& svc, const http::Request& req) {
+http::Response Token(TokenService& svc, const http::Request& req) {
   std::string_view type = req.headers.Get("Content-Type");
   std::string media = http::ToLower(type.substr(0, type.find(';')));
   while (!media.empty() && media.back() == ' ') media.pop_back();
@@ -112,15 +70,6 @@ http::Response Token(const Env& env, TokenService& svc, const http::Request& req
     if (!form.emplace(name, value).second) {
       return OAuthErrorResponse(400, "invalid_request", "parameter `" + name + "` is repeated");
     }
-  }
-  auto grant = form.find("grant_type");
-  auto audience = form.find("target_audience");
-  if (grant != form.end() && grant->second == "refresh_token" && audience != form.end()) {
-    if (audience->second.empty()) {
-      return OAuthErrorResponse(400, "invalid_request", "`target_audience` must not be empty");
-    }
-    std::string aud = audience->second;
-    return RefreshForAudience(env, svc, std::move(form), aud);
   }
   return ToResponse(svc.endpoint.Handle(form));
 }
@@ -141,7 +90,7 @@ void RegisterOAuthRoutes(http::Router& router, const Env& env) {
   auto svc = std::make_shared<TokenService>(env);
   AddRoute(
       router, "POST", "/token",
-      [&env, svc](const http::Request& req) { return Token(env, *svc, req); },
+      [svc](const http::Request& req) { return Token(*svc, req); },
       /*blocking=*/true);
 }
 

@@ -128,13 +128,18 @@ HttpReply OAuthTokenEndpoint::JwtBearer(const std::map<std::string, std::string>
 }
 
 HttpReply OAuthTokenEndpoint::UserTokens(const UserRecord& user, const std::string& scope,
-                                         bool new_refresh_token) {
+                                         bool new_refresh_token, const std::string* id_audience) {
   TokenSubject subject{user.email, user.unique_id, PrincipalKind::kUser};
   auto access =
       issuer_.MintAccessToken(subject, SplitScopes(scope), options_.access_token_lifetime);
   if (!access) return FromError(access.error());
-  auto id = issuer_.MintIdToken(subject, issuer_.urls().api_base_url);
-  if (!id) return FromError(id.error());
+  auto id = issuer_.MintIdToken(subject, id_audience ? *id_audience : issuer_.urls().api_base_url);
+  if (!id) {
+    if (id.error().code == Code::kInvalidArgument) {  // an audience the issuer refuses
+      return OAuthError(400, "invalid_request", id.error().message);
+    }
+    return FromError(id.error());
+  }
   boost::json::object o;
   o["access_token"] = access->token;
   o["expires_in"] = std::chrono::duration_cast<Seconds>(access->expire_time - clock_.Now()).count();
@@ -181,6 +186,14 @@ HttpReply OAuthTokenEndpoint::Password(const std::map<std::string, std::string>&
 HttpReply OAuthTokenEndpoint::Refresh(const std::map<std::string, std::string>& form) {
   const std::string* refresh = Param(form, "refresh_token");
   if (refresh == nullptr) return OAuthError(400, "invalid_request", "missing `refresh_token`");
+  // Present but empty is an error (not "no audience": the caller asked for one).
+  const std::string* audience = nullptr;
+  if (auto it = form.find("target_audience"); it != form.end()) {
+    if (it->second.empty()) {
+      return OAuthError(400, "invalid_request", "`target_audience` must not be empty");
+    }
+    audience = &it->second;
+  }
   if (refresh->size() > 512) return OAuthError(400, "invalid_grant", "invalid refresh token");
   const std::string key = RefreshKey(*refresh);
   auto doc = store_.Get(store::Collection::kSettings, key);
@@ -207,7 +220,7 @@ HttpReply OAuthTokenEndpoint::Refresh(const std::map<std::string, std::string>& 
   }
   if (user->disabled) return OAuthError(400, "invalid_grant", "the user is disabled");
   std::string s = scope && *scope ? **scope : options_.default_user_scope;
-  return UserTokens(*user, s, false);
+  return UserTokens(*user, s, false, audience);
 }
 
 }  // namespace moat::identity

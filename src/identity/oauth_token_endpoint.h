@@ -75,8 +75,11 @@ class OAuthTokenEndpoint {
  private:
   HttpReply JwtBearer(const std::map<std::string, std::string>& form);
   HttpReply Password(const std::map<std::string, std::string>& form);
+  // With `target_audience`, the reply's id_token is for that audience (what
+  // `moat auth print-identity-token` asks for a signed-in user) instead of the API's URL.
   HttpReply Refresh(const std::map<std::string, std::string>& form);
-  HttpReply UserTokens(const UserRecord& user, const std::string& scope, bool new_refresh_token);
+  HttpReply UserTokens(const UserRecord& user, const std::string& scope, bool new_refresh_token,
+                       const std::string* id_audience = nullptr);
 
   const TokenIssuer& issuer_;
   Verifier& verifier_;

@@ -184,6 +184,22 @@ TEST_F(OAuthTest, PasswordAndRefreshFlows) {
   auto b2 = Body(r2);
   EXPECT_FALSE(b2.contains("refresh_token"));
   EXPECT_TRUE(w.verifier_->Verify(b2.at("id_token").as_string(), TokenWorld::Api()));
+  // target_audience: the same reply, its ID token for that audience, about the same user.
+  auto r4 = Post({{"grant_type", "refresh_token"},
+                  {"refresh_token", refresh},
+                  {"target_audience", "https://svc.example"}});
+  ASSERT_EQ(r4.status, 200) << r4.body;
+  auto b4 = Body(r4);
+  auto claims = testing::Claims(std::string(b4.at("id_token").as_string()));
+  EXPECT_EQ(claims.at("aud"), boost::json::value("https://svc.example"));
+  EXPECT_EQ(claims.at("email"), boost::json::value("carol@example.com"));
+  EXPECT_TRUE(b4.contains("access_token"));
+  EXPECT_FALSE(b4.contains("refresh_token"));
+  auto empty = Post({{"grant_type", "refresh_token"},
+                     {"refresh_token", refresh},
+                     {"target_audience", ""}});
+  EXPECT_EQ(empty.status, 400);
+  EXPECT_EQ(Body(empty).at("error"), "invalid_request");
 
   EXPECT_EQ(Body(Post({{"grant_type", "refresh_token"}, {"refresh_token", "nope"}})).at("error"),
             "invalid_grant");
