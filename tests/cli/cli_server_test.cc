@@ -38,33 +38,10 @@ using e2e::MoatProcess;
 constexpr char kProject[] = "cli-p";
 constexpr char kRegion[] = "us-central1";
 
-struct CliResult {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-  std::string Describe() const {
-    return "exit " + std::to_string(exit_code) + "\nstdout: " + out + "\nstderr: " + err;
-  }
-};
+using e2e::CliResult;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
-uint16_t FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+std::string Slurp(const std::string& path) { return e2e::ReadFileOrEmpty(path); }
+uint16_t FreePort() { return e2e::ClosedLoopbackPort(); }
 
 // The claims of a compact JWS (empty object when unreadable).
 boost::json::object Claims(const std::string& jwt) {
@@ -112,38 +89,14 @@ class CliServer : public ::testing::Test {
   }
 
   pid_t Spawn(const std::vector<std::string>& args, const std::string& tag) {
-    std::vector<std::string> argv_s = {MOAT_BIN};
-    argv_s.insert(argv_s.end(), args.begin(), args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_s) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_s = Env();
-    std::vector<char*> envp;
-    for (auto& e : env_s) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    std::string out = dir_ + "/" + tag + ".out", err = dir_ + "/" + tag + ".err";
-    posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid_t pid = -1;
-    int rc = ::posix_spawn(&pid, MOAT_BIN, &fa, nullptr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&fa);
-    EXPECT_EQ(rc, 0);
+    pid_t pid = e2e::SpawnCli(MOAT_BIN, args, Env(), dir_, tag);
+    EXPECT_GT(pid, 0);
     return pid;
   }
 
   CliResult Run(const std::vector<std::string>& args) {
     std::string tag = "run" + std::to_string(++runs_);
-    pid_t pid = Spawn(args, tag);
-    int status = 0;
-    ::waitpid(pid, &status, 0);
-    CliResult r;
-    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = Slurp(dir_ + "/" + tag + ".out");
-    r.err = Slurp(dir_ + "/" + tag + ".err");
-    return r;
+    return e2e::WaitCli(Spawn(args, tag), dir_, tag);
   }
 
   // Runs until `done` holds (bounded; for effects that land asynchronously: audit entries,

@@ -35,12 +35,7 @@ using SteadyClock = std::chrono::steady_clock;
 constexpr auto kReadyTimeout = std::chrono::seconds(60);
 constexpr auto kStopGrace = std::chrono::seconds(10);
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
+std::string ReadFile(const std::string& path) { return ReadFileOrEmpty(path); }
 
 int64_t NowUnix() {
   return std::chrono::duration_cast<std::chrono::seconds>(
@@ -425,6 +420,55 @@ uint16_t ClosedLoopbackPort() {
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   ::close(fd);
   return ntohs(addr.sin_port);
+}
+
+std::string ReadFileOrEmpty(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::string CliResult::Describe() const {
+  return "exit " + std::to_string(exit_code) + "\nstdout: " + out + "\nstderr: " + err;
+}
+
+pid_t SpawnCli(const std::string& binary, const std::vector<std::string>& args,
+               const std::vector<std::string>& env, const std::string& dir,
+               const std::string& tag) {
+  std::vector<std::string> argv_s = {binary};
+  argv_s.insert(argv_s.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_s = env;
+  std::vector<char*> envp;
+  for (auto& e : env_s) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  std::string out = dir + "/" + tag + ".out", err = dir + "/" + tag + ".err";
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  pid_t pid = -1;
+  int rc = ::posix_spawn(&pid, binary.c_str(), &fa, nullptr, argv.data(), envp.data());
+  posix_spawn_file_actions_destroy(&fa);
+  return rc == 0 ? pid : -1;
+}
+
+CliResult WaitCli(pid_t pid, const std::string& dir, const std::string& tag) {
+  CliResult r;
+  if (pid <= 0) {
+    r.err = "the process did not start";
+    return r;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = ReadFileOrEmpty(dir + "/" + tag + ".out");
+  r.err = ReadFileOrEmpty(dir + "/" + tag + ".err");
+  return r;
 }
 
 }  // namespace moat::e2e

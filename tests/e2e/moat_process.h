@@ -149,4 +149,22 @@ class MoatProcess {
 // A loopback port nothing listens on (bound, then released).
 uint16_t ClosedLoopbackPort();
 
+// The whole contents of a file ("" when it cannot be read).
+std::string ReadFileOrEmpty(const std::string& path);
+
+// Running the `moat` CLI from a test: its exit code and what it printed.
+struct CliResult {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+  std::string Describe() const;  // for assertion messages
+};
+// Starts `binary ARGS…` with exactly `env` as its environment, stdin from /dev/null and
+// stdout/stderr into DIR/TAG.out and DIR/TAG.err; returns its pid (-1 if it did not start).
+pid_t SpawnCli(const std::string& binary, const std::vector<std::string>& args,
+               const std::vector<std::string>& env, const std::string& dir,
+               const std::string& tag);
+// Waits for a SpawnCli process to exit and collects its output.
+CliResult WaitCli(pid_t pid, const std::string& dir, const std::string& tag);
+
 }  // namespace moat::e2e
