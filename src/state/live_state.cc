@@ -174,7 +174,10 @@ void LiveState::Stop() {
 }
 
 void LiveState::Publish(std::shared_ptr<const View> view) {
-  view_.store(view, std::memory_order_release);
+  {
+    std::lock_guard lock(view_mu_);
+    view_ = view;
+  }
   generation_.fetch_add(1, std::memory_order_acq_rel);
   std::vector<Listener> listeners;
   {

@@ -75,7 +75,10 @@ class LiveState {
   Status Start();
   void Stop();
 
-  std::shared_ptr<const View> Current() const { return view_.load(std::memory_order_acquire); }
+  std::shared_ptr<const View> Current() const {
+    std::lock_guard lock(view_mu_);
+    return view_;
+  }
   // Incremented by every publish: hot paths keep a per-thread copy of the View and reload it
   // only when this moves (one relaxed-cost atomic load instead of a shared_ptr copy).
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
@@ -96,7 +99,12 @@ class LiveState {
   void Publish(std::shared_ptr<const View> view);
 
   store::Store& store_;
-  std::atomic<std::shared_ptr<const View>> view_;
+  // A plain mutex, not std::atomic<std::shared_ptr>: libstdc++ 12 implements that with a lock
+  // bit ThreadSanitizer cannot see, so every TSan run reported a race here. Readers on hot
+  // paths (the gateway's IamGate) cache the View per thread and re-read it only when
+  // generation() changes.
+  mutable std::mutex view_mu_;
+  std::shared_ptr<const View> view_;  // guarded by view_mu_
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> reloads_{0};
   store::Subscription subscription_;
