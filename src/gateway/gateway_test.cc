@@ -47,7 +47,9 @@ class Upstream {
     accept_thread_.join();
     {
       std::lock_guard lock(mu_);
-      for (auto& s : sockets_) ::shutdown(s->native_handle(), SHUT_RDWR);
+      for (auto& s : sockets_) {
+        if (s->is_open()) ::shutdown(s->native_handle(), SHUT_RDWR);
+      }
     }
     for (auto& t : threads_) t.join();
   }
@@ -110,7 +112,16 @@ class Upstream {
       Seen seen{raw, ""};
       if (h.Path() == "/ws") {
         Record(seen);
-        boost::beast::websocket::stream<tcp::socket&> ws(s);
+        // Beast closes the socket when the WebSocket closes; the destructor must not shut it
+        // down at the same time (a race ThreadSanitizer reports), so this thread takes the
+        // descriptor over, under the lock the destructor holds. The tunnel ends when the
+        // client (through the gateway) closes.
+        tcp::socket own(ioc_);
+        {
+          std::lock_guard lock(mu_);
+          own.assign(tcp::v4(), s.release());
+        }
+        boost::beast::websocket::stream<tcp::socket&> ws(own);
         boost::system::error_code ec;
         ws.accept(asio::buffer(raw + buf), ec);
         if (ec) return;
