@@ -240,14 +240,7 @@ asio::awaitable<ReadHeadStatus> ReadHead(Conn& c, size_t max_bytes,
     searched = have.size();
     size_t room = c.buffer.capacity() - c.buffer.size();
     size_t want = std::min(std::max(kHeadReadChunk, room), max_bytes - have.size());
-    error_code ec = c.stream.BeginWait();
-    size_t n = 0;
-    if (!ec) {
-      auto [read_ec, read_n] =
-          co_await c.stream.socket().async_read_some(c.buffer.prepare(want), use_nothrow);
-      ec = c.stream.EndWait(read_ec);
-      n = read_n;
-    }
+    auto [ec, n] = co_await c.stream.ReadSome(c.buffer.prepare(want));
     c.buffer.commit(n);
     if (ec) {
       if (ec == beast::error::timeout) co_return ReadHeadStatus::kTimeout;
@@ -313,14 +306,7 @@ asio::awaitable<error_code> BodyReader::Next(Conn& c, std::string_view* data) {
         co_return error_code{};
       }
     }
-    error_code ec = c.stream.BeginWait();
-    size_t n = 0;
-    if (!ec) {
-      auto [read_ec, read_n] =
-          co_await c.stream.socket().async_read_some(c.buffer.prepare(kReadChunk), use_nothrow);
-      ec = c.stream.EndWait(read_ec);
-      n = read_n;
-    }
+    auto [ec, n] = co_await c.stream.ReadSome(c.buffer.prepare(kReadChunk));
     c.buffer.commit(n);
     if (ec == asio::error::eof && kind_ == BodyKind::kUntilClose) {
       done_ = true;
@@ -355,11 +341,7 @@ void AppendResponseHead(std::string* out, int status, const Headers& headers) {
 
 asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data) {
   asio::const_buffer b(data.data(), data.size());
-  std::span<const asio::const_buffer> bufs(&b, 1);
-  size_t sent = 0;
-  error_code ec = c.stream.TrySend(bufs, 0, &sent);
-  if (ec == asio::error::would_block) ec = co_await c.stream.Write(bufs, sent);
-  co_return ec;
+  co_return co_await c.stream.Write(std::span<const asio::const_buffer>(&b, 1));
 }
 
 asio::awaitable<error_code> WriteChunk(Conn& c, std::string_view data) {
@@ -369,10 +351,7 @@ asio::awaitable<error_code> WriteChunk(Conn& c, std::string_view data) {
   std::array<asio::const_buffer, 3> bufs = {asio::buffer(size_line, static_cast<size_t>(n)),
                                             asio::buffer(data.data(), data.size()),
                                             asio::buffer("\r\n", 2)};
-  size_t sent = 0;
-  error_code ec = c.stream.TrySend(bufs, 0, &sent);
-  if (ec == asio::error::would_block) ec = co_await c.stream.Write(bufs, sent);
-  co_return ec;
+  co_return co_await c.stream.Write(bufs);
 }
 
 asio::awaitable<error_code> WriteLastChunk(Conn& c) { co_return co_await WriteAll(c, "0\r\n\r\n"); }

@@ -76,25 +76,25 @@ class Stream {
   // Reads at least one byte into `b`: asio::error::eof at the end of the stream,
   // beast::error::timeout past the deadline.
   asio::awaitable<std::tuple<error_code, size_t>> ReadSome(asio::mutable_buffer b);
-  // ReadSome without its coroutine frame, for the hot loops: `if (ec = BeginWait()) fail;
-  // auto [ec, n] = co_await socket().async_read_some(b, use_nothrow); ec = EndWait(ec);`.
+  // Sends what the kernel takes now from `bufs` (at most 8), skipping the first `skip` bytes,
+  // without waiting. Adds the bytes sent to *sent; error_code() when everything was sent,
+  // asio::error::would_block when the send buffer is full.
+  error_code TrySend(std::span<const asio::const_buffer> bufs, size_t skip, size_t* sent);
+  // Writes every byte of `bufs` (at most 8) after the first `skip`: at once when the kernel
+  // takes them (no suspension), waiting while the send buffer is full.
+  asio::awaitable<error_code> Write(std::span<const asio::const_buffer> bufs, size_t skip = 0);
+  asio::awaitable<error_code> Connect(const asio::ip::tcp::endpoint& ep);
+
+ private:
+  struct Watchdog;
+  // Around every operation that may wait: BeginWait fails with timeout once the deadline has
+  // passed, else arms the watchdog; EndWait maps a cancellation by the watchdog to timeout.
   error_code BeginWait();
   error_code EndWait(error_code ec) {
     --waiting_;
     return ec == asio::error::operation_aborted && timed_out_ ? error_code(beast::error::timeout)
                                                               : ec;
   }
-  // Sends what the kernel takes now from `bufs` (at most 8), skipping the first `skip` bytes,
-  // without waiting. Adds the bytes sent to *sent; error_code() when everything was sent,
-  // asio::error::would_block when the send buffer is full.
-  error_code TrySend(std::span<const asio::const_buffer> bufs, size_t skip, size_t* sent);
-  // Writes every byte of `bufs` (at most 8) after the first `skip`, waiting while the send
-  // buffer is full.
-  asio::awaitable<error_code> Write(std::span<const asio::const_buffer> bufs, size_t skip = 0);
-  asio::awaitable<error_code> Connect(const asio::ip::tcp::endpoint& ep);
-
- private:
-  struct Watchdog;
   void Arm();
   void OnWatchdog();
 
