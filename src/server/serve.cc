@@ -1,6 +1,7 @@
 #include "server/serve.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include <atomic>
@@ -197,6 +198,25 @@ Result<ServeOptions> ParseServeFlags(const std::vector<std::string>& args) {
   return o;
 }
 
+namespace {
+
+// Every keep-alive client holds a descriptor (two while a request is proxied), and the usual
+// soft limit is 1024: raise it to the hard limit, as nginx (worker_rlimit_nofile) and Go's
+// runtime do. Returns the soft limit in force. Commands Moat runs inherit it; they start
+// with few descriptors, so even select()-based programs keep working.
+rlim_t RaiseOpenFilesLimit() {
+  rlimit rl{};
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+  if (rl.rlim_cur < rl.rlim_max) {
+    rlimit raised = rl;
+    raised.rlim_cur = rl.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) return raised.rlim_cur;
+  }
+  return rl.rlim_cur;
+}
+
+}  // namespace
+
 int RunServe(const ServeOptions& in) {
   ServeOptions opt = in;
   auto fail = [](const Error& e) {
@@ -210,6 +230,7 @@ int RunServe(const ServeOptions& in) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  const rlim_t open_files = RaiseOpenFilesLimit();
 
   std::string home = store::ResolveHome(opt.home);
   std::error_code ec;
@@ -403,7 +424,13 @@ int RunServe(const ServeOptions& in) {
               opt.api_url.c_str(), log::JsonEscape(home).c_str());
   std::fflush(stdout);
   log::Info("moat serve is ready", {{"gateway", opt.gateway_url}, {"api", opt.api_url},
-                                    {"home", home}});
+                                    {"home", home},
+                                    {"open_files_limit", std::to_string(open_files)}});
+  if (open_files < 4096) {
+    log::Warn("the open-files limit is low: each client connection needs a descriptor",
+              {{"open_files_limit", std::to_string(open_files)},
+               {"fix", "raise the hard limit (ulimit -Hn, LimitNOFILE= in a systemd unit)"}});
+  }
 
   // Periodic work: signing-key rotation, key last-used times, purging deleted accounts.
   std::mutex tick_mu;

@@ -10,14 +10,21 @@
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
+#include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
 #include <regex>
 #include <stdexcept>
 #include <string>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 #include <thread>
 
 #include "common/json.h"
@@ -1049,6 +1056,95 @@ TEST(GatewayIngressE2E, BadInternalNetworksFlagIsRefusedAtStart) {
   ASSERT_FALSE(started);
   EXPECT_NE(started.error().message.find("--internal-networks"), std::string::npos)
       << started.error().message;
+}
+
+}  // namespace
+}  // namespace moat::e2e
+
+namespace moat::e2e {
+namespace {
+
+// Thousands of keep-alive clients need thousands of descriptors, and the usual soft limit is
+// 1024: `moat serve` raises its soft limit to the hard one. Started with a soft limit of 256
+// (inherited from this test), it still serves 600 clients holding their connections open.
+TEST(GatewayCapacityE2E, ServesMoreKeepAliveClientsThanTheInheritedSoftFileLimit) {
+  constexpr int kClients = 600;
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_GE(saved.rlim_max, static_cast<rlim_t>(2 * kClients))
+      << "the hard open-files limit is too low to run this test";
+  if (saved.rlim_cur < static_cast<rlim_t>(kClients + 200)) {
+    rlimit mine = saved;
+    mine.rlim_cur = std::min<rlim_t>(saved.rlim_max, kClients + 400);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &mine), 0);
+    saved = mine;
+  }
+  rlimit low = saved;
+  low.rlim_cur = 256;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+  auto started = MoatProcess::Start(MOAT_BIN);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+  ASSERT_TRUE(started) << started.error().message;
+  std::unique_ptr<MoatProcess> moat = std::move(*started);
+  EXPECT_NE(moat->StderrTail(1 << 20).find("\"open_files_limit\":\"" +
+                                            std::to_string(saved.rlim_max) + "\""),
+            std::string::npos)
+      << moat->StderrTail();
+
+  FakeUpstream up;
+  int64_t revision = 0;
+  Service svc = PublicService(*moat, "crowd", up, "", &revision);
+  std::string host = svc.uri.substr(svc.uri.find("://") + 3);
+  std::string request = "GET /hello HTTP/1.1\r\nHost: " + host +
+                        "\r\nX-Moat-Min-Revision: " + std::to_string(revision) + "\r\n\r\n";
+
+  std::vector<int> fds;
+  auto close_all = [&] {
+    for (int fd : fds) ::close(fd);
+    fds.clear();
+  };
+  for (int i = 0; i < kClients; ++i) {
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    ASSERT_GE(fd, 0) << "client socket " << i << ": " << std::strerror(errno);
+    fds.push_back(fd);
+    timeval tv{.tv_sec = 10, .tv_usec = 0};  // a refused accept shows as a timeout, not a hang
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(moat->gateway_port());
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0)
+        << "client " << i << ": " << std::strerror(errno);
+    ASSERT_EQ(::send(fd, request.data(), request.size(), MSG_NOSIGNAL),
+              static_cast<ssize_t>(request.size()));
+    // Read the whole response: the head, then Content-Length bytes of body.
+    std::string got;
+    size_t head_end = std::string::npos, want = 0;
+    char buf[4096];
+    while (head_end == std::string::npos || got.size() < want) {
+      ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      got.append(buf, static_cast<size_t>(n));
+      if (head_end == std::string::npos && (head_end = got.find("\r\n\r\n")) != std::string::npos) {
+        std::smatch m;
+        std::string head = got.substr(0, head_end);
+        if (std::regex_search(head, m, std::regex("\r\n[Cc]ontent-[Ll]ength: *([0-9]+)"))) {
+          want = head_end + 4 + std::stoul(m[1].str());
+        } else {
+          want = head_end + 4;
+        }
+      }
+    }
+    if (got.rfind("HTTP/1.1 200", 0) != 0 || got.size() < want) {
+      std::string tail = moat->StderrTail(2000);
+      close_all();
+      FAIL() << "client " << i << " of " << kClients << " got `" << got.substr(0, 200)
+             << "` (" << std::strerror(errno) << ")\n" << tail;
+    }
+  }
+  EXPECT_EQ(up.requests().size(), static_cast<size_t>(kClients));
+  close_all();
 }
 
 }  // namespace
