@@ -419,10 +419,6 @@ int RunServe(const ServeOptions& in) {
   }
   // --- end forward-auth listener ---
 
-  // One line on stdout that scripts and tests wait for.
-  std::printf("{\"gateway\":\"%s\",\"api\":\"%s\",\"home\":\"%s\"}\n", opt.gateway_url.c_str(),
-              opt.api_url.c_str(), log::JsonEscape(home).c_str());
-  std::fflush(stdout);
   log::Info("moat serve is ready", {{"gateway", opt.gateway_url}, {"api", opt.api_url},
                                     {"home", home},
                                     {"open_files_limit", std::to_string(open_files)}});
@@ -431,6 +427,11 @@ int RunServe(const ServeOptions& in) {
               {{"open_files_limit", std::to_string(open_files)},
                {"fix", "raise the hard limit (ulimit -Hn, LimitNOFILE= in a systemd unit)"}});
   }
+  // One line on stdout that scripts and tests wait for (after the log lines above, so that a
+  // reader of both sees them once it has this one).
+  std::printf("{\"gateway\":\"%s\",\"api\":\"%s\",\"home\":\"%s\"}\n", opt.gateway_url.c_str(),
+              opt.api_url.c_str(), log::JsonEscape(home).c_str());
+  std::fflush(stdout);
 
   // Periodic work: signing-key rotation, key last-used times, purging deleted accounts.
   std::mutex tick_mu;
