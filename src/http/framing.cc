@@ -162,6 +162,13 @@ std::string CombinedConnection(const Headers& h) {
   return out;
 }
 
+// RFC 9112 §9.3: "close" ends the connection in any version; HTTP/1.0 persists only with
+// "keep-alive".
+bool KeepAlive(std::string_view connection, int version_minor) {
+  if (HasToken(connection, "close")) return false;
+  return version_minor == 1 || HasToken(connection, "keep-alive");
+}
+
 bool StartsWithI(std::string_view s, std::string_view prefix) {
   return s.size() >= prefix.size() && IEquals(s.substr(0, prefix.size()), prefix);
 }
@@ -242,6 +249,9 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
     if (hosts == 0) {
       out->host = std::string(authority);
       if (!IsValidHost(out->host)) return {400, "invalid host"};
+      // What Moat routes on (host) must be what it forwards: give the fields the Host the
+      // rewritten origin-form target no longer carries.
+      out->headers.AddCopy("Host", authority);
     } else if (!IEquals(authority, out->host)) {
       return {400, "request target authority differs from host"};
     }
@@ -265,9 +275,13 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
   }
 
   std::string connection = CombinedConnection(h);
-  out->keep_alive =
-      out->version_minor == 1 ? !HasToken(connection, "close") : HasToken(connection, "keep-alive");
-  out->websocket_upgrade = out->method == "GET" && HasToken(connection, "upgrade") &&
+  // A proxy drops the fields named in Connection (RFC 9110 §7.6.1): naming Host would have the
+  // gateway route on a Host it does not forward.
+  if (HasToken(connection, "host")) return {400, "connection option names host"};
+  out->keep_alive = KeepAlive(connection, out->version_minor);
+  // RFC 9110 §7.8: a server must ignore Upgrade in an HTTP/1.0 request.
+  out->websocket_upgrade = out->version_minor == 1 && out->method == "GET" &&
+                           HasToken(connection, "upgrade") &&
                            h.Count("upgrade") == 1 && HasToken(h.Get("upgrade"), "websocket");
   if (const std::string* expect = h.Find("expect")) {
     if (h.Count("expect") != 1 || !IEquals(*expect, "100-continue")) {
@@ -309,8 +323,7 @@ ParseError ParseResponseHead(std::string_view raw, std::string_view request_meth
   const Headers& h = out->headers;
 
   std::string connection = CombinedConnection(h);
-  out->keep_alive =
-      out->version_minor == 1 ? !HasToken(connection, "close") : HasToken(connection, "keep-alive");
+  out->keep_alive = KeepAlive(connection, out->version_minor);
   bool has_te = h.Has("transfer-encoding");
   bool has_cl = h.Has("content-length");
   if (has_te && has_cl) return {502, "both content-length and transfer-encoding"};

@@ -33,7 +33,12 @@ struct ParseError {
 
 // Parses a request head: `raw` is everything up to and including the blank line
 // ("…\r\n\r\n"); leading empty lines are ignored. On success fills `out` (and derives its body
-// framing, keep-alive, websocket upgrade and Expect), else returns the error.
+// framing, keep-alive, websocket upgrade and Expect), else returns the error. An absolute-form
+// target is rewritten to origin-form; its authority must equal Host, and when there is no Host
+// (HTTP/1.0) it becomes `host` and is added to the fields as Host, so that what a proxy routes
+// on is what it forwards; for the same reason a Connection option naming `host` is a 400 (a
+// proxy removes the fields Connection names). More than `limits.max_fields` fields → 431
+// (parsing stops there).
 ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLimits& limits = {});
 
 // Parses a response head from an upstream. `request_method` decides whether a body follows

@@ -308,6 +308,139 @@ TEST(HttpFraming, ReusedHeadsCarryNothingOverFromTheLastMessage) {
   EXPECT_EQ(copy.Get("content-length"), "3");
 }
 
+// Audit cases not in the smuggling corpus above.
+TEST(HttpFraming, RefusesMalformedRequestLinesAndTargets) {
+  EXPECT_EQ(StatusOf("GET / HTTP/1.10\r\nHost: h\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET / HTTP/1.2\r\nHost: h\r\n\r\n"), 505);
+  EXPECT_EQ(StatusOf("GET /a b HTTP/1.1\r\nHost: h\r\n\r\n"), 400);  // space inside the target
+  EXPECT_EQ(StatusOf("GET /a\x01z HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET /a\tz HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf(" / HTTP/1.1\r\nHost: h\r\n\r\n"), 400);  // empty method
+  EXPECT_EQ(StatusOf("GET / HTTP/1.1 x\r\nHost: h\r\n\r\n"), 400);
+  // Authority-form outside CONNECT, asterisk-form outside OPTIONS.
+  EXPECT_EQ(StatusOf("GET h:80 HTTP/1.1\r\nHost: h:80\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("POST * HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n"), 400);
+  EXPECT_EQ(MustParse("OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n").target, "*");
+  // Absolute-form with a scheme we do not speak, or an authority that differs only by a port.
+  EXPECT_EQ(StatusOf("GET ftp://h/p HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET http://h:80/p HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET http:///p HTTP/1.1\r\nHost: h\r\n\r\n"), 400);
+}
+
+TEST(HttpFraming, RefusesHostsThatCouldRouteElsewhere) {
+  EXPECT_EQ(StatusOf("GET / HTTP/1.1\r\nHost: a@b\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET / HTTP/1.1\r\nHost: a\tb\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET / HTTP/1.1\r\nhost: a\r\nHOST: a\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET http://a@b/p HTTP/1.0\r\n\r\n"), 400);
+  EXPECT_EQ(MustParse("GET / HTTP/1.1\r\nHost:  a.example \r\n\r\n").host, "a.example");  // OWS
+}
+
+TEST(HttpFraming, AbsoluteFormWithoutHostForwardsTheAuthorityAsHost) {
+  // HTTP/1.0 needs no Host: the target's authority is what Moat routes on (head.host), so the
+  // fields forwarded upstream must carry the same Host, or the upstream routes on nothing.
+  RequestHead h = MustParse("GET http://svc.example:8080/p?q HTTP/1.0\r\nX-A: 1\r\n\r\n");
+  EXPECT_EQ(h.host, "svc.example:8080");
+  EXPECT_EQ(h.target, "/p?q");
+  EXPECT_EQ(h.headers.Count("host"), 1u);
+  EXPECT_EQ(h.headers.Get("host"), "svc.example:8080");
+  // Origin-form HTTP/1.0 without Host: no host to route on, none invented.
+  h = MustParse("GET /p HTTP/1.0\r\n\r\n");
+  EXPECT_EQ(h.host, "");
+  EXPECT_FALSE(h.headers.Has("host"));
+}
+
+TEST(HttpFraming, UpgradeIsIgnoredInHttp10) {
+  RequestHead h = MustParse(
+      "GET /ws HTTP/1.0\r\nHost: h\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  EXPECT_FALSE(h.websocket_upgrade);
+  h = MustParse(
+      "POST /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
+  EXPECT_FALSE(h.websocket_upgrade);
+}
+
+TEST(HttpFraming, ContentLengthAndTransferEncodingEdges) {
+  RequestHead h = MustParse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length:  1 \r\n\r\n");
+  EXPECT_EQ(h.body, BodyKind::kLength);
+  EXPECT_EQ(h.content_length, 1u);
+  h = MustParse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9999999999999999999\r\n\r\n");
+  EXPECT_EQ(h.content_length, 9999999999999999999u);  // 19 digits: the longest accepted
+  h = MustParse("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n");
+  EXPECT_EQ(h.body, BodyKind::kLength);
+  EXPECT_EQ(h.content_length, 0u);
+  EXPECT_EQ(StatusOf("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1, 1\r\n\r\n"), 400);
+  EXPECT_EQ(
+      StatusOf("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\ncontent-length: 2\r\n\r\n"),
+      400);
+  EXPECT_EQ(StatusOf("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1.0\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding:\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked;q=1\r\n\r\n"), 400);
+  EXPECT_EQ(
+      StatusOf(
+          "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n\r\n"),
+      400);
+  h = MustParse("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: CHUNKED \r\n\r\n");
+  EXPECT_EQ(h.body, BodyKind::kChunked);
+}
+
+TEST(HttpFraming, ManyTinyFieldsStopAtTheFieldLimit) {
+  std::string raw = "GET / HTTP/1.1\r\nHost: h\r\n";
+  for (int i = 0; i < 20'000; ++i) raw += "a: b\r\n";
+  raw += "\r\n";
+  RequestHead h;
+  ParseError e = ParseRequestHead(raw, &h);  // default HeadLimits: 100 fields
+  EXPECT_EQ(e.status, 431);
+  EXPECT_LE(h.headers.size(), HeadLimits{}.max_fields);
+}
+
+TEST(HttpFraming, ChunkExtensionsAndTrailers) {
+  EXPECT_EQ(Decode("5;a;b=c;d=\"x;y z\"\r\nhello\r\n0;e\r\n\r\n", 1), "hello");
+  EXPECT_EQ(Decode("5;a=\"x\ry\"\r\nhello\r\n0\r\n\r\n", 1000), "ERR");  // bare CR in quotes
+  EXPECT_EQ(Decode("5;a\rb\r\nhello\r\n0\r\n\r\n", 1000), "ERR");
+  EXPECT_EQ(Decode("5;" + std::string(5000, 'e') + "\r\nhello\r\n0\r\n\r\n", 1000), "ERR");
+  EXPECT_EQ(Decode("5\r\nhello\r\r\n0\r\n\r\n", 1000), "ERR");  // stray CR after data
+  EXPECT_EQ(Decode("5\r\nhello0\r\n\r\n", 1000), "ERR");        // no CRLF after data
+  EXPECT_EQ(Decode("ffffffffffffffff\r\n", 1000), "ERR");       // 2^64 - 1
+  EXPECT_EQ(Decode("0\r\nX-A: 1\r\nx-b:\r\nC: d e\t\r\n\r\n", 1), "");
+  EXPECT_EQ(Decode("0\r\nX-A: 1\r\nX-A: 2\r\n\r\n", 3), "");
+  EXPECT_EQ(Decode("0\r\n: v\r\n\r\n", 1000), "ERR");  // empty trailer name
+  EXPECT_EQ(Decode("0\r\nX-A: a\x01\r\n\r\n", 1000), "ERR");
+  EXPECT_EQ(Decode("0\r\nX-A: a\rb\r\n\r\n", 1000), "ERR");
+  // The trailer section is bounded (16 KiB), however it is split into fields.
+  std::string many = "0\r\n";
+  for (int i = 0; i < 4000; ++i) many += "t: v\r\n";  // 16 KB counted (CRLFs are not)
+  EXPECT_EQ(Decode(many + "\r\n", 4096), "");
+  for (int i = 0; i < 200; ++i) many += "t: v\r\n";
+  EXPECT_EQ(Decode(many + "\r\n", 4096), "ERR");
+  EXPECT_EQ(Decode("0\r\nt: " + std::string(17 * 1024, 'v') + "\r\n\r\n", 4096), "ERR");
+}
+
+// A proxy removes the fields its Connection header names (RFC 9110 §7.6.1), so "Connection:
+// host" would have the gateway route on a Host it then does not forward.
+TEST(HttpFraming, ConnectionOptionNamingHostIs400) {
+  EXPECT_EQ(StatusOf("GET / HTTP/1.1\r\nHost: h\r\nConnection: host\r\n\r\n"), 400);
+  EXPECT_EQ(StatusOf("GET / HTTP/1.1\r\nHost: h\r\nConnection: keep-alive\r\nconnection: HOST\r\n\r\n"),
+            400);
+  EXPECT_EQ(StatusOf("GET http://h/ HTTP/1.0\r\nConnection: keep-alive, Host\r\n\r\n"), 400);
+  EXPECT_EQ(MustParse("GET / HTTP/1.1\r\nHost: h\r\nConnection: x-host, hosts\r\n\r\n").host, "h");
+}
+
+// RFC 9112 §9.3: a "close" option ends the connection whatever the version; HTTP/1.0's
+// keep-alive does not outweigh it.
+TEST(HttpFraming, CloseWinsOverKeepAliveInHttp10) {
+  EXPECT_FALSE(MustParse("GET / HTTP/1.0\r\nConnection: keep-alive, close\r\n\r\n").keep_alive);
+  EXPECT_FALSE(
+      MustParse("GET / HTTP/1.0\r\nConnection: close\r\nConnection: Keep-Alive\r\n\r\n").keep_alive);
+  ResponseHead r;
+  ASSERT_FALSE(ParseResponseHead(
+      "HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\nContent-Length: 0\r\n\r\n", "GET", &r));
+  EXPECT_FALSE(r.keep_alive);
+  ASSERT_FALSE(ParseResponseHead(
+      "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n", "GET", &r));
+  EXPECT_TRUE(r.keep_alive);
+}
+
 TEST(HttpMessage, BearerTokenTakesOnlyTheBearerScheme) {
   EXPECT_EQ(BearerToken("Bearer abc"), "abc");
   EXPECT_EQ(BearerToken(" \tbEaReR   a.b.c \t"), "a.b.c");

@@ -253,7 +253,8 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
     if (stopping_) break;
     size_t head_size = 0;
     ReadHeadStatus st = co_await ReadHead(conn, options_.max_head_bytes, options_.idle_timeout,
-                                          options_.head_timeout, &head_size);
+                                          options_.head_timeout, &head_size,
+                                          /*skip_empty_lines=*/true);
     entry.idle = false;
     if (st == ReadHeadStatus::kTooLarge) {
       co_await Reject(conn, remote, index, {431, "request header fields too large"}, "GET");

@@ -19,6 +19,12 @@ namespace {
 
 using testing::RawClient;
 
+std::string ToHex(size_t n) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%zx", n);
+  return buf;
+}
+
 class HttpServerTest : public ::testing::Test {
  protected:
   void Start(ServerOptions opts = {}, RouterOptions ropts = {}) {
@@ -210,6 +216,84 @@ TEST_F(HttpServerTest, StopLetsInFlightRequestFinish) {
   stopped.get();
   EXPECT_TRUE(idle.WaitClosed());
   EXPECT_FALSE(Fetch({.url = base_ + "/hello/x", .timeout = std::chrono::seconds(2)}));
+}
+
+TEST_F(HttpServerTest, ManyTinyFieldsWithinTheByteLimitAre431) {
+  Start();  // defaults: 64 KiB head, 100 fields
+  RawClient c(server_->port());
+  std::string raw = "GET /hello/a HTTP/1.1\r\nHost: x\r\n";
+  for (int i = 0; i < 10'000; ++i) raw += "a:b\r\n";  // 50 KB
+  c.Send(raw + "\r\n");
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 431);
+  EXPECT_TRUE(c.WaitClosed());
+}
+
+TEST_F(HttpServerTest, BareLfHeadIsAnswered400WithoutWaitingForTheHeadDeadline) {
+  ServerOptions o;
+  o.head_timeout = std::chrono::seconds(5);  // what a client would otherwise wait
+  Start(o);
+  for (std::string raw :
+       {"GET /hello/a HTTP/1.1\nHost: x\n\n", "GET /hello/a HTTP/1.1\r\nHost: x\n\r\n",
+        "GET /hello/a HTTP/1.1\r\nHost: x\r\n\n"}) {
+    RawClient c(server_->port());
+    c.Send(raw);
+    auto r = c.Read();
+    ASSERT_TRUE(r) << raw;
+    EXPECT_EQ(r->head.status, 400);
+    EXPECT_TRUE(c.WaitClosed());
+  }
+}
+
+TEST_F(HttpServerTest, EmptyLinesBeforeTheRequestLineAreIgnoredAsByTheParser) {
+  Start();
+  RawClient c(server_->port());
+  c.Send("\r\n\r\nGET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 200);
+  EXPECT_EQ(r->body, "hello a q=");
+  // A stray CRLF after a body, before the next pipelined request.
+  c.Send(
+      "POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nok\r\n\r\n\r\n"
+      "GET /hello/b HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto r2 = c.Read("POST");
+  ASSERT_TRUE(r2);
+  EXPECT_EQ(r2->body, "ok");
+  auto r3 = c.Read();
+  ASSERT_TRUE(r3);
+  EXPECT_EQ(r3->body, "hello b q=");
+}
+
+// A handler that answers without reading the request body and asks for keep-alive.
+class IgnoresBodyHandler : public Handler {
+ public:
+  asio::awaitable<bool> Handle(Exchange& ex) override {
+    ++calls;
+    co_return co_await ex.WriteResponse(Response::Text(200, "seen " + ex.head.target), true);
+  }
+  std::atomic<int> calls{0};
+};
+
+TEST(HttpServerFraming, UnreadBodyIsNeverParsedAsTheNextRequest) {
+  auto handler = std::make_shared<IgnoresBodyHandler>();
+  Server server(ServerOptions{.host = "127.0.0.1", .port = 0, .threads = 1}, handler);
+  ASSERT_TRUE(server.Start());
+  const std::string inner = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (std::string framing :
+       {"Content-Length: " + std::to_string(inner.size()) + "\r\n\r\n" + inner,
+        "Transfer-Encoding: chunked\r\n\r\n" + ToHex(inner.size()) + "\r\n" + inner +
+            "\r\n0\r\n\r\n"}) {
+    RawClient c(server.port());
+    c.Send("POST /first HTTP/1.1\r\nHost: x\r\n" + framing);
+    auto r = c.Read("POST");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "seen /first");
+    EXPECT_TRUE(c.WaitClosed());  // the body was not consumed: the connection cannot go on
+    EXPECT_EQ(c.buffered().find("smuggled"), std::string::npos);
+  }
+  EXPECT_EQ(handler->calls.load(), 2);
 }
 
 TEST(HttpClient, ParsesUrls) {

@@ -224,17 +224,29 @@ void Conn::Close() {
 asio::awaitable<ReadHeadStatus> ReadHead(Conn& c, size_t max_bytes,
                                          std::chrono::steady_clock::duration idle_timeout,
                                          std::chrono::steady_clock::duration head_timeout,
-                                         size_t* head_size) {
+                                         size_t* head_size, bool skip_empty_lines) {
   bool started = c.buffer.size() > 0;
   c.stream.expires_after(started ? head_timeout : idle_timeout);
   size_t searched = 0;
+  size_t lead = 0;  // bytes of empty lines before the first line
   for (;;) {
     std::string_view have = c.Buffered();
-    size_t from = searched >= 3 ? searched - 3 : 0;
+    // Resumes where it stopped as `have` grows.
+    while (skip_empty_lines && have.substr(lead, 2) == "\r\n") lead += 2;
+    searched = std::max(searched, lead);
+    size_t from = std::max(lead, searched >= 3 ? searched - 3 : 0);
     size_t end = have.find("\r\n\r\n", from);
     if (end != std::string_view::npos && end + 4 <= max_bytes) {
       *head_size = end + 4;
       co_return ReadHeadStatus::kOk;
+    }
+    // A bare LF never belongs to a head the parsers accept (framing.h): end the head at the
+    // first one, so that the peer gets its 400 now rather than at the head deadline.
+    for (size_t lf = have.find('\n', searched); lf < max_bytes; lf = have.find('\n', lf + 1)) {
+      if (lf == 0 || have[lf - 1] != '\r') {
+        *head_size = lf + 1;
+        co_return ReadHeadStatus::kOk;
+      }
     }
     if (have.size() >= max_bytes) co_return ReadHeadStatus::kTooLarge;
     searched = have.size();

@@ -133,10 +133,14 @@ enum class ReadHeadStatus {
 
 // Reads until the blank line ending a head. While nothing is buffered the deadline is
 // `idle_timeout`; from the first byte the whole head must arrive within `head_timeout`.
+// With `skip_empty_lines` (requests: ParseRequestHead skips them, RFC 9112 §2.2), empty lines
+// before the first line are part of the head, not its end. A bare LF ends the head at once
+// (kOk, *head_size just past it): no parser accepts one, so the peer gets its 400/502 now
+// instead of at the deadline.
 asio::awaitable<ReadHeadStatus> ReadHead(Conn& c, size_t max_bytes,
                                          std::chrono::steady_clock::duration idle_timeout,
                                          std::chrono::steady_clock::duration head_timeout,
-                                         size_t* head_size);
+                                         size_t* head_size, bool skip_empty_lines = false);
 
 // Streams a message body in the framing its head declared. Usage:
 //   BodyReader r(kind, length);

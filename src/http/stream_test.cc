@@ -2,12 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
-#include <array>
 #include <functional>
 #include <optional>
 #include <span>
@@ -160,6 +161,79 @@ TEST_F(StreamTest, DestroyingAStreamWithAnArmedWatchdogIsSafe) {
     EXPECT_EQ(ec2, asio::error::operation_aborted);
     stream_.reset();  // its watchdog's completion comes later and must find the stream gone
   });
+}
+
+}  // namespace
+}  // namespace moat::http
+
+namespace moat::http {
+namespace {
+
+// ReadHead over loopback with the head arriving in two writes 20 ms apart (two reads), so that
+// what lies at the boundary of the reads is checked too.
+struct HeadRead {
+  ReadHeadStatus status;
+  size_t size = 0;
+};
+HeadRead ReadHeadInTwoParts(std::string first, std::string second, bool skip_empty_lines,
+                            size_t max_bytes = 64 * 1024) {
+  asio::io_context ioc;
+  tcp::acceptor acceptor(ioc, {asio::ip::make_address("127.0.0.1"), 0});
+  tcp::socket peer(ioc), accepted(ioc);
+  peer.connect(acceptor.local_endpoint());
+  acceptor.accept(accepted);
+  std::optional<Conn> conn(std::in_place, std::move(accepted));
+  asio::write(peer, asio::buffer(first));
+  asio::steady_timer later(ioc, std::chrono::milliseconds(20));
+  later.async_wait([&](error_code ec) {
+    if (!ec && !second.empty()) asio::write(peer, asio::buffer(second));
+  });
+  HeadRead out{ReadHeadStatus::kError};
+  asio::co_spawn(
+      ioc,
+      [&]() -> asio::awaitable<void> {
+        out.status = co_await ReadHead(*conn, max_bytes, std::chrono::seconds(5),
+                                       std::chrono::seconds(5), &out.size, skip_empty_lines);
+        later.cancel();
+        conn.reset();  // and with it the stream's deadline watchdog
+      },
+      asio::detached);
+  ioc.run();
+  return out;
+}
+
+TEST(HttpReadHead, ABareLfEndsTheHeadAtOnceEvenAcrossReads) {
+  const std::string rest = "\nHost: x\r\n\r\n";
+  HeadRead r = ReadHeadInTwoParts("GET / HTTP/1.1\r", rest, false);  // CR, then LF: not bare
+  EXPECT_EQ(r.status, ReadHeadStatus::kOk);
+  EXPECT_EQ(r.size, 15 + rest.size());
+  r = ReadHeadInTwoParts("GET / HTTP/1.1", "\nHost: x\n\n", false);
+  EXPECT_EQ(r.status, ReadHeadStatus::kOk);
+  EXPECT_EQ(r.size, 15u);  // just past the bare LF: the parser answers 400
+  r = ReadHeadInTwoParts("\n", "", false);
+  EXPECT_EQ(r.status, ReadHeadStatus::kOk);
+  EXPECT_EQ(r.size, 1u);
+  // A bare LF after the end of the head belongs to the body: not looked at.
+  const std::string head = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  r = ReadHeadInTwoParts(head + "\nbody\n", "", false);
+  EXPECT_EQ(r.status, ReadHeadStatus::kOk);
+  EXPECT_EQ(r.size, head.size());
+}
+
+TEST(HttpReadHead, EmptyLinesBeforeARequestLineArePartOfTheHead) {
+  const std::string head = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  HeadRead r = ReadHeadInTwoParts("\r\n\r", "\n" + head, true);
+  EXPECT_EQ(r.status, ReadHeadStatus::kOk);
+  EXPECT_EQ(r.size, 4 + head.size());
+  // Responses are read without skipping (their parser does not skip them either).
+  r = ReadHeadInTwoParts("\r\n\r\n" + head, "", false);
+  EXPECT_EQ(r.status, ReadHeadStatus::kOk);
+  EXPECT_EQ(r.size, 4u);
+  // A flood of empty lines still counts against the head limit.
+  std::string flood;
+  for (int i = 0; i < 600; ++i) flood += "\r\n";
+  r = ReadHeadInTwoParts(flood, "", true, 1024);
+  EXPECT_EQ(r.status, ReadHeadStatus::kTooLarge);
 }
 
 }  // namespace
