@@ -168,7 +168,7 @@ class Gateway::Impl {
   // The request head for the upstream, into *out.
   void UpstreamHead(const http::Exchange& ex, const GateDecision& d, bool websocket,
                     std::string* out);
-  std::unique_ptr<Upstream> Acquire(WorkerState& ws, const ServiceEntry& svc, bool probe);
+  std::unique_ptr<Upstream> Acquire(WorkerState& ws, const ServiceEntry& svc);
   void Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Upstream> c);
   asio::awaitable<bool> Forward(http::Exchange& ex, LogInfo& li, const ServiceEntry& svc,
                                 const GateDecision& d);
@@ -498,8 +498,7 @@ void Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d
   out.append("\r\n");
 }
 
-std::unique_ptr<Upstream> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc,
-                                             bool probe) {
+std::unique_ptr<Upstream> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc) {
   ws.key.assign(svc.upstream_host);
   ws.key.push_back(':');
   ws.key.append(std::to_string(svc.upstream_port));
@@ -508,9 +507,10 @@ std::unique_ptr<Upstream> Gateway::Impl::Acquire(WorkerState& ws, const ServiceE
   while (!it->second.empty()) {
     std::unique_ptr<Upstream> c = std::move(it->second.back());
     it->second.pop_back();
-    // Probing costs a syscall per request; without a request body the caller retries on a
-    // fresh connection when a pooled one turns out closed, so only bodies need the probe.
-    if (c->buffer.size() == 0 && c->stream.socket().is_open() && (!probe || StillUsable(*c))) {
+    // Always probed (one non-blocking recv): besides a close, it catches bytes the upstream
+    // sent after its response, which would otherwise be read as the next request's response
+    // (possibly another user's). A close after the probe is still retried by the caller.
+    if (StillUsable(*c)) {
       return c;
     }
     c->Close();
@@ -545,8 +545,9 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
 
   std::unique_ptr<Upstream> up;
   Clock::time_point sent_at;
+  bool upstream_reusable = true;
   for (int attempt = 0;; ++attempt) {
-    up = attempt == 0 ? Acquire(ws, svc, has_body) : nullptr;
+    up = attempt == 0 ? Acquire(ws, svc) : nullptr;
     bool reused = up != nullptr;
     if (!up) {
       up = std::make_unique<Upstream>(ex.conn.stream.get_executor());
@@ -627,7 +628,10 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
 
     http::ReadHeadStatus st = http::ReadHeadStatus::kError;
     http::ParseError perr;
-    if (!up_ec) {
+    // The upstream may have answered early (e.g. 413) and closed without reading the whole
+    // body, which fails the write: its answer is still readable, so look for it.
+    const bool answered_early = up_ec && up_ec != beast::error::timeout;
+    if (!up_ec || answered_early) {
       for (;;) {
         size_t head_size = 0;
         auto left = deadline - Clock::now();
@@ -644,7 +648,13 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
         }
       }
     }
-    if (!up_ec && st == http::ReadHeadStatus::kOk && !perr) break;  // got a response head
+    if (st == http::ReadHeadStatus::kOk && !perr) {  // got a response head
+      if (up_ec) {
+        li.reason = "upstream answered before reading the body";
+        upstream_reusable = false;
+      }
+      break;
+    }
 
     bool timed_out = up_ec == beast::error::timeout || st == http::ReadHeadStatus::kTimeout ||
                      Clock::now() >= deadline;
@@ -676,7 +686,7 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
   metrics_.ObserveUpstreamLatency(ex.worker, secs);
   li.upstream_ms = static_cast<int64_t>(secs * 1000);
   http::ResponseHead& resp = up->resp;
-  co_return co_await RelayResponse(ex, li, ws, svc, std::move(up), resp, true);
+  co_return co_await RelayResponse(ex, li, ws, svc, std::move(up), resp, upstream_reusable);
 }
 
 asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& li, WorkerState& ws,
@@ -711,7 +721,10 @@ asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& 
   for (const http::Field& f : resp.headers) {
     std::string_view name = f.name;
     if (IsHopByHop(name) || Named(named, name) || IEquals(name, "x-request-id")) continue;
-    if (IEquals(name, "content-length") && out_kind != Out::kNone) continue;
+    // (Kept on HEAD and 304 answers, where it describes the representation; never on a 204.)
+    if (IEquals(name, "content-length") && (out_kind != Out::kNone || resp.status == 204)) {
+      continue;
+    }
     http::AppendField(&head, name, f.value);
   }
   http::AppendField(&head, "X-Request-Id", ex.request_id);
@@ -796,14 +809,16 @@ asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
   ec = co_await http::WriteAll(*up, ex.conn.scratch);
   http::ResponseHead resp;
   http::ParseError perr{502, "no response"};
-  if (!ec) {
+  while (!ec) {
     size_t head_size = 0;
     auto left = deadline - Clock::now();
     http::ReadHeadStatus st = co_await http::ReadHead(*up, 64 * 1024, left, left, &head_size);
-    if (st == http::ReadHeadStatus::kOk) {
-      perr = http::ParseResponseHead(up->Buffered().substr(0, head_size), "GET", &resp);
-      up->buffer.consume(head_size);
-    }
+    if (st != http::ReadHeadStatus::kOk) break;
+    perr = http::ParseResponseHead(up->Buffered().substr(0, head_size), "GET", &resp);
+    up->buffer.consume(head_size);
+    // Interim responses (103 Early Hints) before the 101 or the refusal are not relayed.
+    if (perr || resp.status == 101 || resp.status >= 200) break;
+    perr = {502, "no response"};
   }
   if (perr) {
     metrics_.CountUpstreamError(ex.worker, UpstreamError::kProtocol);
