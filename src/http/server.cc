@@ -248,6 +248,7 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
 
   HeadLimits limits{options_.max_header_fields};
   RequestHead head;  // reused: its strings keep their storage from one request to the next
+  bool linger = false;
   for (;;) {
     entry.idle = true;
     if (stopping_) break;
@@ -258,6 +259,7 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
     entry.idle = false;
     if (st == ReadHeadStatus::kTooLarge) {
       co_await Reject(conn, remote, index, {431, "request header fields too large"}, "GET");
+      linger = true;
       break;
     }
     if (st != ReadHeadStatus::kOk) break;
@@ -266,14 +268,23 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
     conn.buffer.consume(head_size);
     if (perr) {
       co_await Reject(conn, remote, index, perr, head.method);
+      linger = true;
       break;
     }
     Exchange ex(head, conn, remote, index);
     ex.request_id = NewRequestId();
     ex.traceparent = Traceparent(head.headers.Get("traceparent"));
     bool keep = co_await handler_->Handle(ex);
-    if (!keep || !head.keep_alive || !ex.body.done() || stopping_) break;
+    if (!keep || !head.keep_alive || !ex.body.done() || stopping_) {
+      // Input may still be on its way when the body was left unread or more was sent.
+      linger = !ex.body.done() || conn.buffer.size() > 0;
+      break;
+    }
     ex.body.Settle(conn);
+  }
+  if (linger && !stopping_ && options_.lingering_close.count() > 0) {
+    entry.idle = true;  // Stop() cuts the wait short
+    co_await LingeringClose(conn, options_.lingering_close);
   }
   conn.Close();
 }

@@ -29,6 +29,11 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60'000};  // keep-alive wait for the next request
   std::chrono::milliseconds head_timeout{10'000};  // first byte → end of head
   std::chrono::milliseconds shutdown_grace{10'000};
+  // Closing while the client may still be sending (a refused or unread request body, a
+  // malformed head): the server sends FIN and reads and discards for up to this long before
+  // closing, so that the client reads the answer instead of a reset (which would also drop
+  // the answer's unsent bytes). 0: close at once.
+  std::chrono::milliseconds lingering_close{5'000};
   std::string name = "http";  // for log lines
 };
 

@@ -2,9 +2,13 @@
 
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 
 #include <atomic>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <future>
 #include <mutex>
 #include <thread>
@@ -294,6 +298,55 @@ TEST(HttpServerFraming, UnreadBodyIsNeverParsedAsTheNextRequest) {
     EXPECT_EQ(c.buffered().find("smuggled"), std::string::npos);
   }
   EXPECT_EQ(handler->calls.load(), 2);
+}
+
+// A handler that answers with a large body without reading the request body, then tells the
+// test its write has returned (the tail of the answer is then still in the kernel's buffers).
+class BigAnswerHandler : public Handler {
+ public:
+  static constexpr size_t kAnswerBytes = 16 << 20;
+  asio::awaitable<bool> Handle(Exchange& ex) override {
+    bool ok = co_await ex.WriteResponse(Response::Text(413, std::string(kAnswerBytes, 'a')), true);
+    written = true;
+    co_return ok;
+  }
+  std::atomic<bool> written{false};
+};
+
+// Closing with unread input makes the kernel send a reset, which also throws away the
+// answer's bytes not yet sent: the server must send FIN and drain instead (lingering close).
+TEST(HttpServerLingeringClose, AnswerToAnUnreadBodyArrivesWhole) {
+  auto handler = std::make_shared<BigAnswerHandler>();
+  Server server(ServerOptions{.host = "127.0.0.1", .port = 0, .threads = 1}, handler);
+  ASSERT_TRUE(server.Start());
+  constexpr size_t kBody = 1 << 20;
+  RawClient c(server.port());
+  timeval tv{.tv_sec = 10, .tv_usec = 0};
+  int fd = c.socket().native_handle();
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  c.Send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(kBody) +
+         "\r\n\r\n" + std::string(64 << 10, 'b'));
+  // Read the answer only until the server's write has returned, then send the rest of the
+  // body (the server is closing meanwhile), then read everything that arrives.
+  std::string got;
+  char buf[64 << 10];
+  while (!handler->written.load()) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    ASSERT_GT(n, 0) << std::strerror(errno);
+    got.append(buf, static_cast<size_t>(n));
+  }
+  std::string rest(kBody - (64 << 10), 'b');
+  (void)::send(fd, rest.data(), rest.size(), MSG_NOSIGNAL);  // may fail without lingering
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  size_t head_end = got.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  EXPECT_EQ(got.rfind("HTTP/1.1 413 ", 0), 0u);
+  EXPECT_EQ(got.size() - head_end - 4, BigAnswerHandler::kAnswerBytes);
 }
 
 TEST(HttpClient, ParsesUrls) {

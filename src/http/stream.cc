@@ -351,6 +351,20 @@ void AppendResponseHead(std::string* out, int status, const Headers& headers) {
   out->append("\r\n");
 }
 
+asio::awaitable<void> LingeringClose(Conn& c, std::chrono::steady_clock::duration max) {
+  error_code ec;
+  if (!c.stream.socket().is_open()) co_return;
+  c.stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+  if (ec) co_return;
+  c.buffer.clear();
+  c.stream.expires_after(max);
+  for (;;) {
+    // Discarded: the prepared bytes are never committed.
+    auto [rec, n] = co_await c.stream.ReadSome(c.buffer.prepare(kReadChunk));
+    if (rec) co_return;  // the peer closed, an error, the deadline, or Stop()
+  }
+}
+
 asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data) {
   asio::const_buffer b(data.data(), data.size());
   co_return co_await c.stream.Write(std::span<const asio::const_buffer>(&b, 1));

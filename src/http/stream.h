@@ -192,6 +192,11 @@ inline void AppendField(std::string* out, std::string_view name, std::string_vie
   *p = '\n';
 }
 
+// Ends a connection whose peer may still be sending: sends FIN, then reads and discards
+// until the peer closes, an error, or `max` has passed; the caller closes. Closing at once
+// with unread input would send a reset, which also drops our unsent bytes (the answer).
+asio::awaitable<void> LingeringClose(Conn& c, std::chrono::steady_clock::duration max);
+
 asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data);
 // One chunk in the chunked coding ("hex\r\n" data "\r\n"); empty data is skipped.
 asio::awaitable<error_code> WriteChunk(Conn& c, std::string_view data);
