@@ -7,6 +7,7 @@
 #include <boost/container/small_vector.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <array>
 #include <cerrno>
 #include <charconv>
 #include <unordered_map>
@@ -56,6 +57,11 @@ struct Upstream : Conn {
 };
 
 // INVARIANT: touched only on its worker's thread.
+// Request bodies: buffered pieces are gathered into writes of about this size; a piece at
+// least kDirectPiece long is written from the read buffer without being copied.
+constexpr size_t kBatchBytes = 16 * 1024;
+constexpr size_t kDirectPiece = 8 * 1024;
+
 struct WorkerState {
   uint64_t routes_version = 0;
   std::shared_ptr<const RouteTable> routes;
@@ -583,28 +589,25 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
     error_code up_ec;
     if (has_body) {
       if (!co_await ex.SendContinue()) co_return false;
-      std::string_view piece;
-      error_code cec = co_await ex.body.Next(ex.conn, &piece);
-      if (cec) {
-        li.reason = "client body: " + cec.message();
-        if (cec == beast::http::error::bad_chunk) {
-          co_return co_await Reply(ex, li, 400, ErrorPage(400), false);
+      // What the client has already sent is gathered into one write (head, pieces, chunk
+      // lines: a body of many tiny chunks must not cost a system call per chunk), flushed
+      // when it is large, at the end, and before waiting for more input.
+      const bool chunked = ex.head.body == BodyKind::kChunked;
+      std::string& batch = up->scratch;  // per upstream connection: keeps its capacity
+      batch.assign(head);
+      bool end = false;
+      while (!up_ec && !end) {
+        std::string_view piece;
+        bool need_read = false;
+        error_code cec = ex.body.TryNext(ex.conn, &piece, &need_read);
+        if (!cec && need_read) {
+          if (!batch.empty()) {
+            up_ec = co_await http::WriteAll(*up, batch);
+            batch.clear();
+            if (up_ec) break;
+          }
+          cec = co_await ex.body.Next(ex.conn, &piece);
         }
-        co_return false;
-      }
-      std::string first = head;
-      if (ex.head.body == BodyKind::kChunked && !piece.empty()) {
-        char size_line[24];
-        int n = std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size());
-        first.append(size_line, static_cast<size_t>(n));
-        first.append(piece);
-        first.append("\r\n");
-      } else {
-        first.append(piece);
-      }
-      up_ec = co_await http::WriteAll(*up, first);
-      while (!up_ec && !piece.empty()) {
-        cec = co_await ex.body.Next(ex.conn, &piece);
         if (cec) {
           li.reason = "client body: " + cec.message();
           up->Close();
@@ -613,15 +616,31 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
           }
           co_return false;
         }
-        if (piece.empty()) break;
-        // (No co_await inside ?: or && — g++ 12 miscompiles some of those.)
-        if (ex.head.body == BodyKind::kChunked) {
-          up_ec = co_await http::WriteChunk(*up, piece);
-        } else {
-          up_ec = co_await http::WriteAll(*up, piece);
+        end = piece.empty();
+        char size_line[24];
+        size_t size_len = 0;
+        if (chunked) {
+          size_len = end ? 0 : static_cast<size_t>(std::snprintf(size_line, sizeof size_line,
+                                                                 "%zx\r\n", piece.size()));
+        }
+        if (piece.size() >= kDirectPiece) {
+          // Large: sent from the read buffer, without copying it into the batch.
+          std::array<asio::const_buffer, 4> bufs = {
+              asio::buffer(batch), asio::buffer(size_line, size_len),
+              asio::buffer(piece.data(), piece.size()),
+              asio::buffer("\r\n", chunked ? 2 : 0)};
+          up_ec = co_await up->stream.Write(bufs);
+          batch.clear();
+          continue;
+        }
+        batch.append(size_line, size_len);
+        batch.append(piece);
+        if (chunked) batch.append(end ? "0\r\n\r\n" : "\r\n");
+        if (end || batch.size() >= kBatchBytes) {
+          up_ec = co_await http::WriteAll(*up, batch);
+          batch.clear();
         }
       }
-      if (!up_ec && ex.head.body == BodyKind::kChunked) up_ec = co_await http::WriteLastChunk(*up);
     } else {
       up_ec = co_await http::WriteAll(*up, head);
     }

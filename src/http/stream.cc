@@ -271,61 +271,71 @@ BodyReader::BodyReader(BodyKind kind, uint64_t content_length, uint64_t limit)
   done_ = kind == BodyKind::kNone || (kind == BodyKind::kLength && content_length == 0);
 }
 
-asio::awaitable<error_code> BodyReader::Next(Conn& c, std::string_view* data) {
+error_code BodyReader::TryNext(Conn& c, std::string_view* data, bool* need_read) {
   c.buffer.consume(pending_consume_);
   pending_consume_ = 0;
   *data = {};
-  if (done_) co_return error_code{};
+  *need_read = false;
+  if (done_) return {};
   for (;;) {
     std::string_view have = c.Buffered();
-    if (!have.empty()) {
-      switch (kind_) {
-        case BodyKind::kLength: {
-          size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, have.size()));
-          *data = have.substr(0, n);
-          pending_consume_ = n;
-          remaining_ -= n;
-          done_ = remaining_ == 0;
-          break;
-        }
-        case BodyKind::kUntilClose:
-          *data = have;
-          pending_consume_ = have.size();
-          break;
-        case BodyKind::kChunked: {
-          ChunkedDecoder::Step step = chunked_.Feed(have);
-          if (chunked_.failed()) co_return beast::http::error::bad_chunk;
-          if (!step.data.empty()) {
-            *data = step.data;
-            pending_consume_ = step.consumed;
-            break;
-          }
-          c.buffer.consume(step.consumed);
-          if (chunked_.done()) {
-            done_ = true;
-            co_return error_code{};
-          }
-          if (step.consumed > 0) continue;
-          break;
-        }
-        case BodyKind::kNone:
-          done_ = true;
-          co_return error_code{};
-      }
-      if (!data->empty()) {
-        bytes_ += data->size();
-        if (bytes_ > limit_) co_return beast::http::error::body_limit;
-        co_return error_code{};
-      }
+    if (have.empty()) {
+      *need_read = true;
+      return {};
     }
-    auto [ec, n] = co_await c.stream.ReadSome(c.buffer.prepare(kReadChunk));
+    switch (kind_) {
+      case BodyKind::kLength: {
+        size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, have.size()));
+        *data = have.substr(0, n);
+        pending_consume_ = n;
+        remaining_ -= n;
+        done_ = remaining_ == 0;
+        break;
+      }
+      case BodyKind::kUntilClose:
+        *data = have;
+        pending_consume_ = have.size();
+        break;
+      case BodyKind::kChunked: {
+        ChunkedDecoder::Step step = chunked_.Feed(have);
+        if (chunked_.failed()) return beast::http::error::bad_chunk;
+        if (!step.data.empty()) {
+          *data = step.data;
+          pending_consume_ = step.consumed;
+          break;
+        }
+        c.buffer.consume(step.consumed);
+        if (chunked_.done()) {
+          done_ = true;
+          return {};
+        }
+        if (step.consumed > 0) continue;
+        *need_read = true;  // a partial chunk line: more input needed
+        return {};
+      }
+      case BodyKind::kNone:
+        done_ = true;
+        return {};
+    }
+    bytes_ += data->size();
+    if (bytes_ > limit_) return beast::http::error::body_limit;
+    return {};
+  }
+}
+
+asio::awaitable<error_code> BodyReader::Next(Conn& c, std::string_view* data) {
+  for (;;) {
+    bool need_read = false;
+    error_code ec = TryNext(c, data, &need_read);
+    if (ec || !need_read) co_return ec;
+    auto [rec, n] = co_await c.stream.ReadSome(c.buffer.prepare(kReadChunk));
     c.buffer.commit(n);
-    if (ec == asio::error::eof && kind_ == BodyKind::kUntilClose) {
+    if (rec == asio::error::eof && kind_ == BodyKind::kUntilClose) {
       done_ = true;
       co_return error_code{};
     }
-    if (ec == asio::error::eof) co_return beast::http::error::partial_message;
-    if (ec) co_return ec;
+    if (rec == asio::error::eof) co_return beast::http::error::partial_message;
+    if (rec) co_return rec;
   }
 }
 

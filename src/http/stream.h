@@ -154,6 +154,10 @@ class BodyReader {
   BodyReader(BodyKind kind, uint64_t content_length,
              uint64_t limit = std::numeric_limits<uint64_t>::max());
   asio::awaitable<error_code> Next(Conn& c, std::string_view* data);
+  // Next without reading: the next piece from what `c` has buffered, or *need_read when
+  // there is none (then *data is empty and the body is not done). Lets a relay gather many
+  // small chunks into one write and flush before it has to wait for input.
+  error_code TryNext(Conn& c, std::string_view* data, bool* need_read);
   bool done() const { return done_; }
   uint64_t bytes() const { return bytes_; }
   // Drops the bytes of the last piece Next returned from `c`'s buffer (Next does this lazily,
