@@ -1,6 +1,7 @@
 #include "http/server.h"
 
 #include <sched.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <boost/asio/co_spawn.hpp>
@@ -134,7 +135,10 @@ class Server::Impl {
   void WaitForConnections(std::chrono::steady_clock::time_point deadline);
   void RunOnEachWorker(const std::function<void(Worker&, size_t)>& fn);
 
-  ~Impl() { acceptor_.reset(); }
+  ~Impl() {
+    acceptor_.reset();
+    if (options_.listen_fd >= 0) ::close(options_.listen_fd);  // never started
+  }
 
   ServerOptions options_;
   std::shared_ptr<Handler> handler_;
@@ -160,10 +164,16 @@ Status Server::Impl::Start() {
   for (size_t i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
   acceptor_.emplace(workers_[0]->ioc);
   tcp::endpoint ep(addr, options_.port);
-  acceptor_->open(ep.protocol(), ec);
-  if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec) acceptor_->bind(ep, ec);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (options_.listen_fd >= 0) {
+    acceptor_->assign(ep.protocol(), options_.listen_fd, ec);
+    if (ec) ::close(options_.listen_fd);
+    options_.listen_fd = -1;  // the acceptor owns it now
+  } else {
+    acceptor_->open(ep.protocol(), ec);
+    if (!ec) acceptor_->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_->bind(ep, ec);
+    if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  }
   if (ec) {
     acceptor_.reset();
     workers_.clear();

@@ -23,6 +23,10 @@ class Handler;
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;                               // 0: an ephemeral port, see Server::port()
+  // A socket already bound and listening (e.g. on an ephemeral port whose number had to be
+  // known before the server starts): Start adopts it (and owns it from then on) instead of
+  // binding host:port. -1: none.
+  int listen_fd = -1;
   int threads = 0;  // 0: the CPUs this process may run on (its affinity mask, e.g. taskset)
   size_t max_head_bytes = 64 * 1024;               // request line + headers; larger → 431
   size_t max_header_fields = 100;                  // more → 431

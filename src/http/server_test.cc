@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <sched.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -347,6 +349,42 @@ TEST(HttpServerLingeringClose, AnswerToAnUnreadBodyArrivesWhole) {
   ASSERT_NE(head_end, std::string::npos);
   EXPECT_EQ(got.rfind("HTTP/1.1 413 ", 0), 0u);
   EXPECT_EQ(got.size() - head_end - 4, BigAnswerHandler::kAnswerBytes);
+}
+
+// A socket bound and listening before the server starts (moat serve does this for port 0,
+// so the port is known, and held, before the servers are built) is adopted as is.
+TEST(HttpServerListenFd, AdoptsABoundListeningSocket) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), len), 0);
+  ASSERT_EQ(::listen(fd, 16), 0);
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  uint16_t port = ntohs(addr.sin_port);
+  auto handler = std::make_shared<IgnoresBodyHandler>();
+  Server server(ServerOptions{.host = "127.0.0.1", .port = port, .listen_fd = fd, .threads = 1},
+                handler);
+  ASSERT_TRUE(server.Start());
+  EXPECT_EQ(server.port(), port);
+  {
+    RawClient c(port);
+    c.Send("GET /adopted HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "seen /adopted");
+    EXPECT_TRUE(c.WaitClosed());
+  }
+  server.Stop();
+  // The server owned the socket: it is closed, so the port can be bound again.
+  int again = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ::setsockopt(again, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  EXPECT_EQ(::bind(again, reinterpret_cast<sockaddr*>(&addr), len), 0) << std::strerror(errno);
+  ::close(again);
 }
 
 TEST(HttpClient, ParsesUrls) {

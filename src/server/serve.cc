@@ -1,10 +1,16 @@
 #include "server/serve.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
+#include <cstring>
 #include <boost/json.hpp>
 #include <condition_variable>
 #include <cstdio>
@@ -13,6 +19,7 @@
 #include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "api/api.h"
 #include "api/routes.h"
@@ -95,10 +102,39 @@ std::string UrlFor(const std::string& host, uint16_t port) {
   return "http://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
 
-// Port 0: bind an ephemeral port, read it, release it for the real listener.
-Result<uint16_t> ResolvePort(const std::string& host, uint16_t port) {
+// A listener's port. Port 0: the socket is bound and listening now, on an ephemeral port,
+// and handed to the server as *listen_fd — the URLs built before the servers start must carry
+// the port the listener holds (picking a free port and binding it later would race every
+// other process on the machine for it).
+Result<uint16_t> ResolvePort(const std::string& flag, const std::string& host, uint16_t port,
+                             int* listen_fd) {
+  *listen_fd = -1;
   if (port != 0) return port;
-  return runtime::PickFreeLoopbackPort();
+  sockaddr_storage ss{};
+  socklen_t len = 0;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&ss);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&ss);
+  if (::inet_pton(AF_INET, host.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    len = sizeof *v4;
+  } else if (::inet_pton(AF_INET6, host.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    len = sizeof *v6;
+  } else {
+    return InvalidArgument("flag `" + flag + "` needs an IP address, not `" + host + "`");
+  }
+  int fd = ::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return Unavailable("cannot open a socket: " + std::string(std::strerror(errno)));
+  int one = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&ss), len) != 0 || ::listen(fd, SOMAXCONN) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+    std::string why = std::strerror(errno);
+    ::close(fd);
+    return Unavailable("cannot listen on `" + host + ":0` (flag `" + flag + "`): " + why);
+  }
+  *listen_fd = fd;
+  return ntohs(ss.ss_family == AF_INET ? v4->sin_port : v6->sin6_port);
 }
 
 std::atomic<bool> g_stop{false};
@@ -242,10 +278,23 @@ int RunServe(const ServeOptions& in) {
   if (!gw_addr) return fail(gw_addr.error());
   auto api_addr = SplitAddr("--api-addr", opt.api_addr);
   if (!api_addr) return fail(api_addr.error());
-  auto gw_port = ResolvePort(gw_addr->first, gw_addr->second);
+  int gw_fd = -1, api_fd = -1;
+  auto gw_port = ResolvePort("--gateway-addr", gw_addr->first, gw_addr->second, &gw_fd);
   if (!gw_port) return fail(gw_port.error());
-  auto api_port = ResolvePort(api_addr->first, api_addr->second);
-  if (!api_port) return fail(api_port.error());
+  auto api_port = ResolvePort("--api-addr", api_addr->first, api_addr->second, &api_fd);
+  if (!api_port) {
+    if (gw_fd >= 0) ::close(gw_fd);
+    return fail(api_port.error());
+  }
+  // Owned by the servers once they are built (below); closed here on an earlier failure.
+  struct ListenFds {
+    int* fds[2];
+    ~ListenFds() {
+      for (int* fd : fds) {
+        if (*fd >= 0) ::close(*fd);
+      }
+    }
+  } listen_fds{{&gw_fd, &api_fd}};
   if (opt.gateway_url.empty()) opt.gateway_url = UrlFor(gw_addr->first, *gw_port);
   if (opt.api_url.empty()) opt.api_url = UrlFor(api_addr->first, *api_port);
   while (!opt.api_url.empty() && opt.api_url.back() == '/') opt.api_url.pop_back();
@@ -378,6 +427,7 @@ int RunServe(const ServeOptions& in) {
   http::ServerOptions api_server_opts;
   api_server_opts.host = api_addr->first;
   api_server_opts.port = *api_port;
+  api_server_opts.listen_fd = std::exchange(api_fd, -1);
   api_server_opts.threads = opt.threads;
   api_server_opts.name = "api";
   http::RouterOptions router_opts;
@@ -388,6 +438,7 @@ int RunServe(const ServeOptions& in) {
   http::ServerOptions gw_server_opts;
   gw_server_opts.host = gw_addr->first;
   gw_server_opts.port = *gw_port;
+  gw_server_opts.listen_fd = std::exchange(gw_fd, -1);
   gw_server_opts.threads = opt.threads;
   gw_server_opts.name = "gateway";
   http::Server gw_server(gw_server_opts, gateway.handler());
