@@ -818,9 +818,11 @@ asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
       up->stream, svc.upstream_host, svc.upstream_port,
       std::min<Clock::duration>(options_.connect_timeout, deadline - Clock::now()));
   if (ec) {
-    metrics_.CountUpstreamError(ex.worker, UpstreamError::kConnect);
+    // As for other requests: past the service's request timeout it is a 504.
+    bool late = ec == beast::error::timeout && Clock::now() >= deadline;
+    metrics_.CountUpstreamError(ex.worker, late ? UpstreamError::kTimeout : UpstreamError::kConnect);
     li.reason = "upstream connect failed: " + ec.message();
-    co_return co_await Reply(ex, li, 502, ErrorPage(502), false);
+    co_return co_await Reply(ex, li, late ? 504 : 502, ErrorPage(late ? 504 : 502), false);
   }
   up->stream.expires_at(deadline);
   ex.conn.stream.expires_at(deadline);
@@ -828,16 +830,24 @@ asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
   ec = co_await http::WriteAll(*up, ex.conn.scratch);
   http::ResponseHead resp;
   http::ParseError perr{502, "no response"};
+  bool timed_out = ec == beast::error::timeout;
   while (!ec) {
     size_t head_size = 0;
     auto left = deadline - Clock::now();
     http::ReadHeadStatus st = co_await http::ReadHead(*up, 64 * 1024, left, left, &head_size);
+    timed_out = st == http::ReadHeadStatus::kTimeout;
     if (st != http::ReadHeadStatus::kOk) break;
     perr = http::ParseResponseHead(up->Buffered().substr(0, head_size), "GET", &resp);
     up->buffer.consume(head_size);
     // Interim responses (103 Early Hints) before the 101 or the refusal are not relayed.
     if (perr || resp.status == 101 || resp.status >= 200) break;
     perr = {502, "no response"};
+  }
+  if (timed_out) {
+    metrics_.CountUpstreamError(ex.worker, UpstreamError::kTimeout);
+    li.reason = "upstream did not answer the upgrade within the request timeout";
+    up->Close();
+    co_return co_await Reply(ex, li, 504, ErrorPage(504), false);
   }
   if (perr) {
     metrics_.CountUpstreamError(ex.worker, UpstreamError::kProtocol);

@@ -1548,6 +1548,26 @@ TEST_F(GatewayTest, UpstreamStallingInTheMiddleOfItsHeadIs504) {
   ASSERT_TRUE(Eventually([&] { return upstream_.closed() == 1; }));  // the stalled one
 }
 
+// A WebSocket upgrade the upstream never answers is a 504 at the service's request timeout,
+// as for any other request (it used to be a 502).
+TEST_F(GatewayTest, UnansweredUpgradeIs504) {
+  upstream_.SetScript([](Upstream& u, tcp::socket& s, const http::RequestHead&, std::string& buf) {
+    while (u.Fill(s, buf)) {
+    }
+    return false;
+  });
+  RawClient c(port());
+  c.Send("GET /script/ws-stall HTTP/1.1\r\nHost: slow.run.localhost\r\n" + Auth() +
+         "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
+  auto r = c.Read();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 504);
+  std::string m = gateway_->RenderMetrics();
+  EXPECT_NE(m.find("moat_gateway_upstream_errors_total{kind=\"timeout\"} 1\n"), std::string::npos)
+      << m;
+}
+
 TEST_F(GatewayTest, ClientLeavingMidResponseClosesTheUpstreamConnection) {
   const size_t sockets = OpenSockets();
   {
