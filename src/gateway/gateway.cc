@@ -211,6 +211,58 @@ class GatewayHandler : public http::Handler {
   std::shared_ptr<Gateway::Impl> impl_;
 };
 
+// Streams `body` from `from` to `to` after the bytes already in `batch` (a head, say), in
+// chunked framing when `chunked` (ending with the last chunk). What `from` has buffered is
+// gathered into writes of up to kBatchBytes — a body of many small chunks must not cost a
+// system call (and a segment) per chunk — flushed at the end and before waiting for input, so
+// a stream is never held back; pieces of kDirectPiece or more go out from the read buffer
+// without a copy. Stops at the first read error (*read_ec; `batch` may then hold unsent
+// bytes) or write error (*write_ec).
+asio::awaitable<void> RelayBody(http::BodyReader& body, Conn& from, Conn& to, std::string& batch,
+                                bool chunked, error_code* read_ec, error_code* write_ec) {
+  for (;;) {
+    std::string_view piece;
+    bool need_read = false;
+    error_code rec = body.TryNext(from, &piece, &need_read);
+    if (!rec && need_read) {
+      if (!batch.empty()) {
+        *write_ec = co_await http::WriteAll(to, batch);
+        batch.clear();
+        if (*write_ec) co_return;
+      }
+      rec = co_await body.Next(from, &piece);
+    }
+    if (rec) {
+      *read_ec = rec;
+      co_return;
+    }
+    const bool end = piece.empty();
+    char size_line[24];
+    size_t size_len = 0;
+    if (chunked && !end) {
+      size_len = static_cast<size_t>(
+          std::snprintf(size_line, sizeof size_line, "%zx\r\n", piece.size()));
+    }
+    if (piece.size() >= kDirectPiece) {
+      std::array<asio::const_buffer, 4> bufs = {
+          asio::buffer(batch), asio::buffer(size_line, size_len),
+          asio::buffer(piece.data(), piece.size()), asio::buffer("\r\n", chunked ? 2 : 0)};
+      *write_ec = co_await to.stream.Write(bufs);
+      batch.clear();
+      if (*write_ec) co_return;
+      continue;
+    }
+    batch.append(size_line, size_len);
+    batch.append(piece);
+    if (chunked) batch.append(end ? "0\r\n\r\n" : "\r\n");
+    if (end || batch.size() >= kBatchBytes) {
+      *write_ec = co_await http::WriteAll(to, batch);
+      batch.clear();
+      if (*write_ec || end) co_return;
+    }
+  }
+}
+
 asio::awaitable<void> Pump(Conn& from, Conn& to) {
   for (;;) {
     if (from.buffer.size() > 0) {
@@ -589,57 +641,18 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
     error_code up_ec;
     if (has_body) {
       if (!co_await ex.SendContinue()) co_return false;
-      // What the client has already sent is gathered into one write (head, pieces, chunk
-      // lines: a body of many tiny chunks must not cost a system call per chunk), flushed
-      // when it is large, at the end, and before waiting for more input.
-      const bool chunked = ex.head.body == BodyKind::kChunked;
       std::string& batch = up->scratch;  // per upstream connection: keeps its capacity
       batch.assign(head);
-      bool end = false;
-      while (!up_ec && !end) {
-        std::string_view piece;
-        bool need_read = false;
-        error_code cec = ex.body.TryNext(ex.conn, &piece, &need_read);
-        if (!cec && need_read) {
-          if (!batch.empty()) {
-            up_ec = co_await http::WriteAll(*up, batch);
-            batch.clear();
-            if (up_ec) break;
-          }
-          cec = co_await ex.body.Next(ex.conn, &piece);
+      error_code cec;
+      co_await RelayBody(ex.body, ex.conn, *up, batch, ex.head.body == BodyKind::kChunked, &cec,
+                         &up_ec);
+      if (cec) {
+        li.reason = "client body: " + cec.message();
+        up->Close();
+        if (cec == beast::http::error::bad_chunk) {
+          co_return co_await Reply(ex, li, 400, ErrorPage(400), false);
         }
-        if (cec) {
-          li.reason = "client body: " + cec.message();
-          up->Close();
-          if (cec == beast::http::error::bad_chunk) {
-            co_return co_await Reply(ex, li, 400, ErrorPage(400), false);
-          }
-          co_return false;
-        }
-        end = piece.empty();
-        char size_line[24];
-        size_t size_len = 0;
-        if (chunked) {
-          size_len = end ? 0 : static_cast<size_t>(std::snprintf(size_line, sizeof size_line,
-                                                                 "%zx\r\n", piece.size()));
-        }
-        if (piece.size() >= kDirectPiece) {
-          // Large: sent from the read buffer, without copying it into the batch.
-          std::array<asio::const_buffer, 4> bufs = {
-              asio::buffer(batch), asio::buffer(size_line, size_len),
-              asio::buffer(piece.data(), piece.size()),
-              asio::buffer("\r\n", chunked ? 2 : 0)};
-          up_ec = co_await up->stream.Write(bufs);
-          batch.clear();
-          continue;
-        }
-        batch.append(size_line, size_len);
-        batch.append(piece);
-        if (chunked) batch.append(end ? "0\r\n\r\n" : "\r\n");
-        if (end || batch.size() >= kBatchBytes) {
-          up_ec = co_await http::WriteAll(*up, batch);
-          batch.clear();
-        }
+        co_return false;
       }
     } else {
       up_ec = co_await http::WriteAll(*up, head);
@@ -758,45 +771,18 @@ asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& 
   metrics_.CountRequest(ex.worker, resp.status);
 
   http::BodyReader body(resp.body, resp.content_length);
-  bool ok = true;
-  // Send the head together with whatever body bytes already arrived with it.
-  if (out_kind == Out::kLength && up->buffer.size() > 0) {
-    std::string_view piece;
-    error_code ec = co_await body.Next(*up, &piece);
-    if (ec) {
-      ok = false;
-    } else {
-      head.append(piece);
-    }
-  }
-  if (ok) {
-    error_code wec = co_await http::WriteAll(ex.conn, head);
-    if (wec) ok = false;
-  }
-  while (ok && !body.done()) {
-    std::string_view piece;
-    error_code ec = co_await body.Next(*up, &piece);
-    if (ec) {
-      metrics_.CountUpstreamError(
-          ex.worker, ec == beast::error::timeout ? UpstreamError::kTimeout : UpstreamError::kReset);
-      li.reason = "upstream body: " + ec.message();
-      ok = false;
-      break;
-    }
-    if (piece.empty()) break;
-    if (out_kind == Out::kChunked) {
-      ec = co_await http::WriteChunk(ex.conn, piece);
-    } else {
-      ec = co_await http::WriteAll(ex.conn, piece);
-    }
-    if (ec) {
-      li.reason = "client write: " + ec.message();
-      ok = false;
-    }
-  }
-  if (ok && out_kind == Out::kChunked) {
-    error_code wec = co_await http::WriteLastChunk(ex.conn);
-    if (wec) ok = false;
+  error_code rec, wec;
+  co_await RelayBody(body, *up, ex.conn, head, out_kind == Out::kChunked, &rec, &wec);
+  bool ok = !rec && !wec;
+  if (rec) {
+    metrics_.CountUpstreamError(
+        ex.worker, rec == beast::error::timeout ? UpstreamError::kTimeout : UpstreamError::kReset);
+    li.reason = "upstream body: " + rec.message();
+    // What was gathered still goes out (the head, at least): the client then sees the body
+    // cut short by the close, as when the failure comes later.
+    if (!head.empty()) (void)co_await http::WriteAll(ex.conn, head);
+  } else if (wec) {
+    li.reason = "client write: " + wec.message();
   }
   if (ok && upstream_reusable && resp.keep_alive && resp.body != BodyKind::kUntilClose &&
       body.done()) {

@@ -1316,6 +1316,18 @@ TEST_F(GatewayTest, BrokenUpstreamBodyAfterTheHeadClosesBothConnections) {
       << m;
 }
 
+// Segments a socket has received: the kernel's tcp_info.tcpi_segs_in (uapi offset 140;
+// glibc's struct tcp_info stops before it).
+uint32_t SegmentsIn(int fd) {
+  unsigned char info[256] = {};
+  socklen_t len = sizeof info;
+  uint32_t segs_in = 0;
+  if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, info, &len) == 0 && len >= 144) {
+    std::memcpy(&segs_in, info + 140, sizeof segs_in);
+  }
+  return segs_in;
+}
+
 // A chunked body of thousands of tiny chunks reaches the upstream whole, in a few segments:
 // the gateway gathers what the client already sent into one write instead of making a
 // system call (and sending a segment) per chunk.
@@ -1323,15 +1335,8 @@ TEST_F(GatewayTest, TinyChunksAreGatheredIntoFewWrites) {
   upstream_.SetScript([](Upstream& u, tcp::socket& s, const http::RequestHead& h, std::string& buf) {
     std::string body;
     if (!u.ReadBody(s, h, buf, &body)) return false;
-    // Segments received: the kernel's tcp_info.tcpi_segs_in (uapi offset 140; glibc's
-    // struct tcp_info stops before it).
-    unsigned char info[256] = {};
-    socklen_t len = sizeof info;
-    uint32_t segs_in = 0;
-    if (::getsockopt(s.native_handle(), IPPROTO_TCP, TCP_INFO, info, &len) == 0 && len >= 144) {
-      std::memcpy(&segs_in, info + 140, sizeof segs_in);
-    }
-    std::string answer = std::to_string(body.size()) + " " + std::to_string(segs_in);
+    std::string answer =
+        std::to_string(body.size()) + " " + std::to_string(SegmentsIn(s.native_handle()));
     u.Write(s, "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(answer.size()) +
                    "\r\n\r\n" + answer);
     return true;
@@ -1353,6 +1358,27 @@ TEST_F(GatewayTest, TinyChunksAreGatheredIntoFewWrites) {
   int segs = std::stoi(r->body.substr(space + 1));
   EXPECT_GT(segs, 0) << r->body;
   EXPECT_LT(segs, 50) << r->body;
+}
+
+// The other direction: an upstream's chunked answer of many small chunks, sent at once,
+// reaches the client re-chunked in one write (head included), not a write per chunk.
+TEST_F(GatewayTest, SmallResponseChunksAreGatheredIntoOneWrite) {
+  constexpr int kChunks = 200;
+  upstream_.SetScript([](Upstream& u, tcp::socket& s, const http::RequestHead&, std::string&) {
+    std::string answer = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (int i = 0; i < kChunks; ++i) answer += "1\r\ny\r\n";
+    u.Write(s, answer + "0\r\n\r\n");
+    return true;
+  });
+  RawClient c(port());
+  uint32_t before = SegmentsIn(c.socket().native_handle());
+  auto r = Send(c, Get("/script/chunks", Auth()));
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->head.status, 200);
+  EXPECT_EQ(r->body, std::string(kChunks, 'y'));
+  uint32_t segments = SegmentsIn(c.socket().native_handle()) - before;
+  EXPECT_GT(segments, 0u);
+  EXPECT_LE(segments, 3u);  // one write; a write per chunk would be 200 segments
 }
 
 TEST_F(GatewayTest, InterimResponsesAreDroppedAndTheFinalOneArrivesIntact) {
