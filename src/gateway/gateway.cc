@@ -56,12 +56,12 @@ struct Upstream : Conn {
   http::ResponseHead resp;
 };
 
-// INVARIANT: touched only on its worker's thread.
-// Request bodies: buffered pieces are gathered into writes of about this size; a piece at
-// least kDirectPiece long is written from the read buffer without being copied.
+// Bodies (RelayBody): buffered pieces are gathered into writes of about kBatchBytes; a piece
+// at least kDirectPiece long is written from the read buffer without being copied.
 constexpr size_t kBatchBytes = 16 * 1024;
 constexpr size_t kDirectPiece = 8 * 1024;
 
+// INVARIANT: touched only on its worker's thread.
 struct WorkerState {
   uint64_t routes_version = 0;
   std::shared_ptr<const RouteTable> routes;
@@ -641,10 +641,10 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
     error_code up_ec;
     if (has_body) {
       if (!co_await ex.SendContinue()) co_return false;
-      std::string& batch = up->scratch;  // per upstream connection: keeps its capacity
-      batch.assign(head);
+      // The body follows the head in the head's own buffer (a request whose body was sent is
+      // never retried, so the head is not needed again).
       error_code cec;
-      co_await RelayBody(ex.body, ex.conn, *up, batch, ex.head.body == BodyKind::kChunked, &cec,
+      co_await RelayBody(ex.body, ex.conn, *up, head, ex.head.body == BodyKind::kChunked, &cec,
                          &up_ec);
       if (cec) {
         li.reason = "client body: " + cec.message();

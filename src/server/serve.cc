@@ -278,23 +278,22 @@ int RunServe(const ServeOptions& in) {
   if (!gw_addr) return fail(gw_addr.error());
   auto api_addr = SplitAddr("--api-addr", opt.api_addr);
   if (!api_addr) return fail(api_addr.error());
+  // Port-0 listeners (ResolvePort): the servers take them over when built (below); a failure
+  // before that closes them here.
   int gw_fd = -1, api_fd = -1;
+  struct CloseUnclaimed {
+    int& gw;
+    int& api;
+    ~CloseUnclaimed() {
+      for (int fd : {gw, api}) {
+        if (fd >= 0) ::close(fd);
+      }
+    }
+  } close_unclaimed{gw_fd, api_fd};
   auto gw_port = ResolvePort("--gateway-addr", gw_addr->first, gw_addr->second, &gw_fd);
   if (!gw_port) return fail(gw_port.error());
   auto api_port = ResolvePort("--api-addr", api_addr->first, api_addr->second, &api_fd);
-  if (!api_port) {
-    if (gw_fd >= 0) ::close(gw_fd);
-    return fail(api_port.error());
-  }
-  // Owned by the servers once they are built (below); closed here on an earlier failure.
-  struct ListenFds {
-    int* fds[2];
-    ~ListenFds() {
-      for (int* fd : fds) {
-        if (*fd >= 0) ::close(*fd);
-      }
-    }
-  } listen_fds{{&gw_fd, &api_fd}};
+  if (!api_port) return fail(api_port.error());
   if (opt.gateway_url.empty()) opt.gateway_url = UrlFor(gw_addr->first, *gw_port);
   if (opt.api_url.empty()) opt.api_url = UrlFor(api_addr->first, *api_port);
   while (!opt.api_url.empty() && opt.api_url.back() == '/') opt.api_url.pop_back();

@@ -33,6 +33,7 @@
 #include "crypto/keys.h"
 #include "e2e/fake_upstream.h"
 #include "e2e/moat_process.h"
+#include "http/framing.h"
 #include "http/test_util.h"
 
 #ifndef MOAT_BIN
@@ -1127,13 +1128,12 @@ TEST(GatewayCapacityE2E, ServesMoreKeepAliveClientsThanTheInheritedSoftFileLimit
       if (n <= 0) break;
       got.append(buf, static_cast<size_t>(n));
       if (head_end == std::string::npos && (head_end = got.find("\r\n\r\n")) != std::string::npos) {
-        std::smatch m;
-        std::string head = got.substr(0, head_end);
-        if (std::regex_search(head, m, std::regex("\r\n[Cc]ontent-[Ll]ength: *([0-9]+)"))) {
-          want = head_end + 4 + std::stoul(m[1].str());
-        } else {
-          want = head_end + 4;
+        http::ResponseHead head;
+        if (http::ParseResponseHead(std::string_view(got).substr(0, head_end + 4), "GET", &head)) {
+          want = std::string::npos;  // malformed: reported below
+          break;
         }
+        want = head_end + 4 + head.content_length;
       }
     }
     if (got.rfind("HTTP/1.1 200", 0) != 0 || got.size() < want) {
