@@ -131,7 +131,10 @@ bool StillUsable(Conn& c) {
   if (c.buffer.size() != 0 || !c.stream.socket().is_open()) return false;
   char b;
   ssize_t n = ::recv(c.stream.socket().native_handle(), &b, 1, MSG_PEEK | MSG_DONTWAIT);
-  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+  if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) return false;
+  // Nothing is pending, so the response read can wait for it without trying first.
+  c.stream.MarkDrained();
+  return true;
 }
 
 struct LogInfo {

@@ -4,6 +4,7 @@
 #include <sched.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -18,6 +19,7 @@
 #include "http/client.h"
 #include "http/handler.h"
 #include "http/router.h"
+#include "http/stream.h"
 #include "http/test_util.h"
 
 namespace moat::http {
@@ -125,6 +127,52 @@ TEST_F(HttpServerTest, KeepAliveCarriesSeveralRequestsIncludingChunked) {
   auto r3 = c.Read();
   ASSERT_TRUE(r3);
   EXPECT_EQ(r3->body, "hello b q=");
+}
+
+// A FIN that arrives in the same segment as the request is consumed by the read that returns
+// the request; no later epoll event announces it. The server must still see it and close
+// once the answer is sent — a client that half-closes and reads to EOF (`nc -N`) would
+// otherwise wait out the idle timeout (60 s here; the client gives up after 5).
+TEST_F(HttpServerTest, RequestAndFinInOneSegmentAreAnsweredThenClosed) {
+  Start();
+  for (int i = 0; i < 3; ++i) {
+    RawClient c(server_->port());
+    // A request first, so that the server already waits on the connection when the segment
+    // comes (on a new connection, registering it with epoll would report the FIN anyway).
+    c.Send("GET /hello/first HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_TRUE(c.Read());
+    int fd = c.socket().native_handle();
+    int on = 1;
+    // Corked, the request waits in the send queue; shutdown() then sends it with the FIN.
+    ASSERT_EQ(::setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on), 0);
+    timeval tv{5, 0};
+    ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    c.Send("GET /hello/fin HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_EQ(::shutdown(fd, SHUT_WR), 0);
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->body, "hello fin q=");
+    char b;
+    EXPECT_EQ(::recv(fd, &b, 1, 0), 0) << "no EOF within 5 s: " << std::strerror(errno);
+  }
+}
+
+// Once a read has emptied the socket, the next one waits for readiness: keep-alive requests
+// do not each cost a recv(2) that finds nothing (before: one per request and more).
+TEST_F(HttpServerTest, DrainedConnectionsWaitInsteadOfReadingNothing) {
+  Start();
+  RawClient c(server_->port());
+  c.Send("GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n");
+  ASSERT_TRUE(c.Read());
+  constexpr int kRequests = 100;
+  uint64_t before = EmptyReads();
+  for (int i = 0; i < kRequests; ++i) {
+    c.Send("GET /hello/a HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->body, "hello a q=");
+  }
+  EXPECT_LT(EmptyReads() - before, static_cast<uint64_t>(kRequests / 4));
 }
 
 TEST_F(HttpServerTest, MalformedHeadsAre400AndClose) {

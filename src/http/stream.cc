@@ -11,6 +11,7 @@
 #include <cstdio>
 
 #include "common/random.h"
+#include "http/readiness.h"
 
 namespace moat::http {
 namespace {
@@ -80,6 +81,31 @@ Stream::Clock::time_point Stream::CoarseNow() {
 Stream::Stream(asio::ip::tcp::socket s) : socket_(std::move(s)) {
   error_code ec;
   socket_.non_blocking(true, ec);
+  SetUpReadiness();
+}
+
+void Stream::SetUpReadiness() {
+#ifdef MOAT_HTTP_READINESS
+  if (!socket_.is_open() || !socket_.non_blocking()) return;
+  // The io_context's reactor (a lookup under a lock: once per connection, not per read).
+  reactor_ = &asio::use_service<readiness::Reactor>(
+      asio::query(socket_.get_executor(), asio::execution::context));
+  peer_close_watched_ = readiness::WatchPeerClose(socket_, *reactor_);
+#endif
+}
+
+void Stream::MarkDrained() {
+#ifdef MOAT_HTTP_READINESS
+  if (reactor_ != nullptr && socket_.is_open()) readiness::MarkDrained(socket_);
+#endif
+}
+
+uint64_t EmptyReads() {
+#ifdef MOAT_HTTP_READINESS
+  return readiness::g_empty_reads.load(std::memory_order_relaxed);
+#else
+  return 0;
+#endif
 }
 
 Stream::~Stream() {
@@ -151,7 +177,12 @@ error_code Stream::BeginWait() {
 
 asio::awaitable<std::tuple<error_code, size_t>> Stream::ReadSome(asio::mutable_buffer b) {
   if (error_code ec = BeginWait()) co_return std::tuple<error_code, size_t>{ec, 0};
+#ifdef MOAT_HTTP_READINESS
+  auto [ec, n] = co_await asio::async_initiate<decltype(use_nothrow), void(error_code, size_t)>(
+      readiness::InitiateRecv(), use_nothrow, &socket_, reactor_, peer_close_watched_, b);
+#else
   auto [ec, n] = co_await socket_.async_read_some(b, use_nothrow);
+#endif
   co_return std::tuple<error_code, size_t>{EndWait(ec), n};
 }
 
@@ -212,6 +243,7 @@ asio::awaitable<error_code> Stream::Connect(const asio::ip::tcp::endpoint& ep) {
   error_code ignored;
   socket_.set_option(asio::ip::tcp::no_delay(true), ignored);
   socket_.non_blocking(true, ignored);
+  SetUpReadiness();
   co_return error_code{};
 }
 

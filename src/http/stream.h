@@ -26,6 +26,10 @@
 #include "http/framing.h"
 #include "http/message.h"
 
+namespace boost::asio::detail {
+class epoll_reactor;
+}
+
 namespace moat::http {
 
 namespace asio = boost::asio;
@@ -36,7 +40,9 @@ inline constexpr auto use_nothrow = asio::as_tuple(asio::use_awaitable);
 // A TCP socket with a deadline, built for the proxy's hot path:
 // - Writes go straight to send(2)/sendmsg(2) and return without suspending when the kernel
 //   takes the bytes (the usual case); only a full send buffer waits for writability.
-// - Reads use Asio's reactor (its speculative-read bookkeeping avoids EAGAIN round trips).
+// - Reads use Asio's reactor with an operation that knows when the socket is drained
+//   (readiness.h): after a short read the next read waits for readiness, rather than first
+//   calling recv(2) only to get EAGAIN.
 // - The deadline costs nothing per operation: it is a stored time point, and one lazily armed
 //   timer per stream (its "watchdog") fires at the earliest deadline an operation waited
 //   under. When it fires, an operation still waiting past the deadline is cancelled and
@@ -84,6 +90,9 @@ class Stream {
   // takes them (no suspension), waiting while the send buffer is full.
   asio::awaitable<error_code> Write(std::span<const asio::const_buffer> bufs, size_t skip = 0);
   asio::awaitable<error_code> Connect(const asio::ip::tcp::endpoint& ep);
+  // The caller has just seen the receive queue empty — no data, FIN or error pending (a
+  // non-blocking recv(MSG_PEEK) failed with EAGAIN): the next read waits for readiness.
+  void MarkDrained();
 
  private:
   struct Watchdog;
@@ -97,8 +106,12 @@ class Stream {
   }
   void Arm();
   void OnWatchdog();
+  // On a connected socket: looks up the reactor and watches for the peer's FIN.
+  void SetUpReadiness();
 
   asio::ip::tcp::socket socket_;
+  asio::detail::epoll_reactor* reactor_ = nullptr;  // set when readiness.h is in use
+  bool peer_close_watched_ = false;                  // registered for EPOLLRDHUP
   Clock::time_point deadline_ = Clock::time_point::max();
   int waiting_ = 0;  // operations in flight that may wait
   bool timed_out_ = false;
@@ -213,6 +226,10 @@ asio::awaitable<error_code> Connect(Stream& s, const std::string& host, uint16_t
 
 // Per-thread fast random ids (seeded from the CSPRNG): 16 lowercase hex digits.
 std::string NewRequestId();
+
+// How many reads so far, in this process, called recv(2) and found nothing to read (EAGAIN).
+// For tests and benchmarks: a drained socket should be waited on, not read.
+uint64_t EmptyReads();
 // A W3C traceparent: `incoming` when well-formed, else a new one ("00-<32hex>-<16hex>-01").
 std::string Traceparent(std::string_view incoming);
 bool IsValidTraceparent(std::string_view v);
