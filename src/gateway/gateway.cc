@@ -229,7 +229,9 @@ asio::awaitable<void> RelayBody(http::BodyReader& body, Conn& from, Conn& to, st
     error_code rec = body.TryNext(from, &piece, &need_read);
     if (!rec && need_read) {
       if (!batch.empty()) {
-        *write_ec = co_await http::WriteAll(to, batch);
+        size_t sent = 0;
+        *write_ec = http::TryWriteAll(to, batch, &sent);
+        if (*write_ec == asio::error::would_block) *write_ec = co_await http::WriteAll(to, batch, sent);
         batch.clear();
         if (*write_ec) co_return;
       }
@@ -250,7 +252,9 @@ asio::awaitable<void> RelayBody(http::BodyReader& body, Conn& from, Conn& to, st
       std::array<asio::const_buffer, 4> bufs = {
           asio::buffer(batch), asio::buffer(size_line, size_len),
           asio::buffer(piece.data(), piece.size()), asio::buffer("\r\n", chunked ? 2 : 0)};
-      *write_ec = co_await to.stream.Write(bufs);
+      size_t sent = 0;
+      *write_ec = to.stream.TrySend(bufs, 0, &sent);
+      if (*write_ec == asio::error::would_block) *write_ec = co_await to.stream.Write(bufs, sent);
       batch.clear();
       if (*write_ec) co_return;
       continue;
@@ -259,7 +263,9 @@ asio::awaitable<void> RelayBody(http::BodyReader& body, Conn& from, Conn& to, st
     batch.append(piece);
     if (chunked) batch.append(end ? "0\r\n\r\n" : "\r\n");
     if (end || batch.size() >= kBatchBytes) {
-      *write_ec = co_await http::WriteAll(to, batch);
+      size_t sent = 0;
+      *write_ec = http::TryWriteAll(to, batch, &sent);
+      if (*write_ec == asio::error::would_block) *write_ec = co_await http::WriteAll(to, batch, sent);
       batch.clear();
       if (*write_ec || end) co_return;
     }
@@ -658,7 +664,9 @@ asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,
         co_return false;
       }
     } else {
-      up_ec = co_await http::WriteAll(*up, head);
+      size_t sent = 0;
+      up_ec = http::TryWriteAll(*up, head, &sent);
+      if (up_ec == asio::error::would_block) up_ec = co_await http::WriteAll(*up, head, sent);
     }
 
     http::ReadHeadStatus st = http::ReadHeadStatus::kError;

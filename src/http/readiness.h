@@ -170,14 +170,19 @@ class RecvOpBase : public asio::detail::reactor_op {
   asio::mutable_buffer buffer_;
 };
 
+// Completes with `finish(finish_arg, ec)` instead of ec (the stream's bookkeeping), unless
+// the io_context is being destroyed.
 template <typename Handler>
 class RecvOp : public RecvOpBase {
  public:
   BOOST_ASIO_DEFINE_HANDLER_PTR(RecvOp);
+  using Finish = error_code (*)(void*, error_code);
 
-  RecvOp(int fd, Descriptor* d, bool may_exhaust, asio::mutable_buffer b, Handler& h,
-         const asio::any_io_executor& ex)
+  RecvOp(int fd, Descriptor* d, bool may_exhaust, asio::mutable_buffer b, Finish finish,
+         void* finish_arg, Handler& h, const asio::any_io_executor& ex)
       : RecvOpBase(fd, d, may_exhaust, b, &RecvOp::DoComplete),
+        finish_(finish),
+        finish_arg_(finish_arg),
         handler_(std::move(h)),
         work_(handler_, ex) {}
 
@@ -186,8 +191,9 @@ class RecvOp : public RecvOpBase {
     auto* o = static_cast<RecvOp*>(base);
     ptr p = {asio::detail::addressof(o->handler_), o, o};
     asio::detail::handler_work<Handler, asio::any_io_executor> w(std::move(o->work_));
+    error_code ec = owner ? o->finish_(o->finish_arg_, o->ec_) : o->ec_;
     // The handler is moved out so that the operation's memory is freed before the upcall.
-    asio::detail::binder2<Handler, error_code, size_t> handler(o->handler_, o->ec_,
+    asio::detail::binder2<Handler, error_code, size_t> handler(o->handler_, ec,
                                                                 o->bytes_transferred_);
     p.h = asio::detail::addressof(handler.handler_);
     p.reset();
@@ -195,33 +201,32 @@ class RecvOp : public RecvOpBase {
   }
 
  private:
+  Finish finish_;
+  void* finish_arg_;
   Handler handler_;
   asio::detail::handler_work<Handler, asio::any_io_executor> work_;
 };
 
-// async_read_some through RecvOp. `may_exhaust`: the descriptor watches EPOLLRDHUP.
-struct InitiateRecv {
-  template <typename Handler>
-  void operator()(Handler&& handler, asio::ip::tcp::socket* s, Reactor* reactor, bool may_exhaust,
-                  asio::mutable_buffer b) const {
-    using H = std::decay_t<Handler>;
-    auto& impl = Impl(*s);
-    if (reactor == nullptr || asio::get_associated_cancellation_slot(handler).is_connected() ||
-        b.size() == 0 ||
-        impl.reactor_data_ == nullptr || (impl.state_ & asio::detail::socket_ops::non_blocking) == 0) {
-      s->async_read_some(b, std::forward<Handler>(handler));  // Asio's own operation
-      return;
-    }
-    bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
-    typename RecvOp<H>::ptr p = {asio::detail::addressof(handler),
-                                 RecvOp<H>::ptr::allocate(handler), nullptr};
-    p.p = new (p.v)
-        RecvOp<H>(impl.socket_, impl.reactor_data_, may_exhaust, b, handler, s->get_executor());
-    reactor->start_op(Reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation,
-                      true);
-    p.v = p.p = nullptr;
-  }
-};
+// Starts a RecvOp on `s` (connected, non-blocking, registered with `reactor`). False when the
+// socket is not in that state; nothing is started then. `may_exhaust`: the descriptor
+// watches EPOLLRDHUP.
+template <typename Handler>
+bool StartRecv(Handler& handler, asio::ip::tcp::socket& s, Reactor& reactor, bool may_exhaust,
+               asio::mutable_buffer b, typename RecvOp<Handler>::Finish finish, void* finish_arg) {
+  auto& impl = Impl(s);
+  if (b.size() == 0 || impl.reactor_data_ == nullptr ||
+      (impl.state_ & asio::detail::socket_ops::non_blocking) == 0)
+    return false;
+  bool is_continuation = boost_asio_handler_cont_helpers::is_continuation(handler);
+  typename RecvOp<Handler>::ptr p = {asio::detail::addressof(handler),
+                                     RecvOp<Handler>::ptr::allocate(handler), nullptr};
+  p.p = new (p.v) RecvOp<Handler>(impl.socket_, impl.reactor_data_, may_exhaust, b, finish,
+                                  finish_arg, handler, s.get_executor());
+  reactor.start_op(Reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation,
+                   true);
+  p.v = p.p = nullptr;
+  return true;
+}
 
 }  // namespace moat::http::readiness
 

@@ -4,6 +4,9 @@
 #include <sys/uio.h>
 
 #include <array>
+#include <boost/asio/associated_cancellation_slot.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cerrno>
@@ -175,15 +178,51 @@ error_code Stream::BeginWait() {
   return {};
 }
 
-asio::awaitable<std::tuple<error_code, size_t>> Stream::ReadSome(asio::mutable_buffer b) {
-  if (error_code ec = BeginWait()) co_return std::tuple<error_code, size_t>{ec, 0};
+// ReadSome's operation: BeginWait, the read, EndWait on completion. Not a coroutine, so that a
+// read costs one coroutine frame (Asio's, for the awaitable) rather than two.
+struct ReadInitiation {
+  // Passes the associated executor and cancellation slot through (Asio's own operation
+  // serves reads whose awaitable can be cancelled, e.g. under `&&`).
+  template <typename Handler>
+  struct EndWaitHandler {
+    Stream* stream;
+    Handler handler;
+    using executor_type = asio::associated_executor_t<Handler, asio::any_io_executor>;
+    executor_type get_executor() const noexcept {
+      return asio::get_associated_executor(handler, stream->get_executor());
+    }
+    using cancellation_slot_type = asio::associated_cancellation_slot_t<Handler>;
+    cancellation_slot_type get_cancellation_slot() const noexcept {
+      return asio::get_associated_cancellation_slot(handler);
+    }
+    void operator()(error_code ec, size_t n) { std::move(handler)(stream->EndWait(ec), n); }
+  };
+
+  static error_code Finish(void* stream, error_code ec) {
+    return static_cast<Stream*>(stream)->EndWait(ec);
+  }
+
+  template <typename Handler>
+  void operator()(Handler&& handler, Stream* s, asio::mutable_buffer b) const {
+    using H = std::decay_t<Handler>;
+    if (error_code ec = s->BeginWait()) {
+      asio::post(s->get_executor(),
+                 [h = H(std::forward<Handler>(handler)), ec]() mutable { std::move(h)(ec, 0); });
+      return;
+    }
 #ifdef MOAT_HTTP_READINESS
-  auto [ec, n] = co_await asio::async_initiate<decltype(use_nothrow), void(error_code, size_t)>(
-      readiness::InitiateRecv(), use_nothrow, &socket_, reactor_, peer_close_watched_, b);
-#else
-  auto [ec, n] = co_await socket_.async_read_some(b, use_nothrow);
+    if (s->reactor_ != nullptr && !asio::get_associated_cancellation_slot(handler).is_connected() &&
+        readiness::StartRecv(handler, s->socket_, *s->reactor_, s->peer_close_watched_, b,
+                             &ReadInitiation::Finish, s))
+      return;
 #endif
-  co_return std::tuple<error_code, size_t>{EndWait(ec), n};
+    s->socket_.async_read_some(b, EndWaitHandler<H>{s, H(std::forward<Handler>(handler))});
+  }
+};
+
+asio::awaitable<std::tuple<error_code, size_t>> Stream::ReadSome(asio::mutable_buffer b) {
+  return asio::async_initiate<decltype(use_nothrow), void(error_code, size_t)>(
+      ReadInitiation(), use_nothrow, this, b);
 }
 
 error_code Stream::TrySend(std::span<const asio::const_buffer> bufs, size_t skip, size_t* sent) {
@@ -407,9 +446,9 @@ asio::awaitable<void> LingeringClose(Conn& c, std::chrono::steady_clock::duratio
   }
 }
 
-asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data) {
+asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data, size_t skip) {
   asio::const_buffer b(data.data(), data.size());
-  co_return co_await c.stream.Write(std::span<const asio::const_buffer>(&b, 1));
+  co_return co_await c.stream.Write(std::span<const asio::const_buffer>(&b, 1), skip);
 }
 
 asio::awaitable<error_code> WriteChunk(Conn& c, std::string_view data) {

@@ -96,6 +96,7 @@ class Stream {
 
  private:
   struct Watchdog;
+  friend struct ReadInitiation;
   // Around every operation that may wait: BeginWait fails with timeout once the deadline has
   // passed, else arms the watchdog; EndWait maps a cancellation by the watchdog to timeout.
   error_code BeginWait();
@@ -214,7 +215,19 @@ inline void AppendField(std::string* out, std::string_view name, std::string_vie
 // with unread input would send a reset, which also drops our unsent bytes (the answer).
 asio::awaitable<void> LingeringClose(Conn& c, std::chrono::steady_clock::duration max);
 
-asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data);
+// Writes every byte of `data` after the first `skip`, waiting while the send buffer is full.
+asio::awaitable<error_code> WriteAll(Conn& c, std::string_view data, size_t skip = 0);
+// WriteAll's first attempt as a plain function: sends what the kernel takes now. Returns the
+// outcome, or asio::error::would_block when bytes remain (*sent of them went out) — then
+// `co_await WriteAll(c, data, *sent)` finishes. The hot path writes this way: a write that
+// completes at once (the usual case) then costs no coroutine frames.
+//   size_t sent = 0;
+//   error_code ec = TryWriteAll(c, data, &sent);
+//   if (ec == asio::error::would_block) ec = co_await WriteAll(c, data, sent);
+inline error_code TryWriteAll(Conn& c, std::string_view data, size_t* sent) {
+  asio::const_buffer b(data.data(), data.size());
+  return c.stream.TrySend(std::span<const asio::const_buffer>(&b, 1), 0, sent);
+}
 // One chunk in the chunked coding ("hex\r\n" data "\r\n"); empty data is skipped.
 asio::awaitable<error_code> WriteChunk(Conn& c, std::string_view data);
 // The last chunk with no trailers.
