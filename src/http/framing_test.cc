@@ -441,6 +441,32 @@ TEST(HttpFraming, CloseWinsOverKeepAliveInHttp10) {
   EXPECT_TRUE(r.keep_alive);
 }
 
+// Field values are checked 16 bytes at a time plus an overlapping tail: a control character
+// or DEL is refused at every position of values of every length around those blocks, while
+// tabs and obs-text (bytes >= 0x80) are accepted.
+TEST(HttpFraming, ControlCharactersAreFoundAtEveryPositionOfAValue) {
+  const std::string ok_chars = "aZ9 \t~\x80\xff!";
+  for (size_t len = 1; len <= 70; ++len) {
+    std::string value;
+    for (size_t i = 0; i < len; ++i) value.push_back(ok_chars[i % ok_chars.size()]);
+    value.front() = 'v';  // leading and trailing whitespace would be trimmed, not checked
+    value.back() = 'v';
+    RequestHead h;
+    ASSERT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nX: " + value + "\r\n\r\n", &h))
+        << "length " << len;
+    EXPECT_EQ(h.headers.Get("x"), value);
+    for (size_t at = 0; at < len; ++at) {
+      for (char bad : {'\x01', '\x1f', '\x7f', '\x0b', '\r'}) {
+        std::string v = value;
+        v[at] = bad;
+        ParseError e = ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nX: " + v + "\r\n\r\n", &h);
+        ASSERT_EQ(e.status, 400) << "length " << len << " at " << at << " byte " << int(bad);
+        EXPECT_EQ(e.reason, "control character in header value");
+      }
+    }
+  }
+}
+
 TEST(HttpMessage, BearerTokenTakesOnlyTheBearerScheme) {
   EXPECT_EQ(BearerToken("Bearer abc"), "abc");
   EXPECT_EQ(BearerToken(" \tbEaReR   a.b.c \t"), "a.b.c");

@@ -50,11 +50,21 @@ FastRng& Rng() {
   return rng;
 }
 
-void AppendHex64(std::string* out, uint64_t v) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  char digits[16];
-  for (int i = 15; i >= 0; --i, v >>= 4) digits[i] = kHex[v & 15];
-  out->append(digits, sizeof digits);
+// 16 lowercase hex digits of v at out[0, 16), two at a time from a table.
+void PutHex64(char* out, uint64_t v) {
+  static constexpr auto kPairs = [] {
+    std::array<char, 512> t{};
+    constexpr char kHex[] = "0123456789abcdef";
+    for (int i = 0; i < 256; ++i) {
+      t[2 * i] = kHex[i >> 4];
+      t[2 * i + 1] = kHex[i & 15];
+    }
+    return t;
+  }();
+  for (int i = 14; i >= 0; i -= 2, v >>= 8) {
+    out[i] = kPairs[2 * (v & 0xff)];
+    out[i + 1] = kPairs[2 * (v & 0xff) + 1];
+  }
 }
 
 bool IsLowerHex(std::string_view s) {
@@ -492,9 +502,8 @@ asio::awaitable<error_code> Connect(Stream& s, const std::string& host, uint16_t
 }
 
 std::string NewRequestId() {
-  std::string out;
-  out.reserve(16);
-  AppendHex64(&out, Rng().Next());
+  std::string out(16, '0');
+  PutHex64(out.data(), Rng().Next());
   return out;
 }
 
@@ -508,14 +517,12 @@ bool IsValidTraceparent(std::string_view v) {
 
 std::string Traceparent(std::string_view incoming) {
   if (IsValidTraceparent(incoming)) return std::string(incoming);
-  std::string out = "00-";
-  out.reserve(55);
+  // "00-" trace id (32) "-" span id (16) "-01"; the low bits set keep both ids non-zero.
+  std::string out = "00-00000000000000000000000000000000-0000000000000000-01";
   FastRng& rng = Rng();
-  AppendHex64(&out, rng.Next() | 1);
-  AppendHex64(&out, rng.Next());
-  out.push_back('-');
-  AppendHex64(&out, rng.Next() | 1);
-  out.append("-01");
+  PutHex64(out.data() + 3, rng.Next() | 1);
+  PutHex64(out.data() + 19, rng.Next());
+  PutHex64(out.data() + 36, rng.Next() | 1);
   return out;
 }
 
