@@ -15,15 +15,16 @@
 #   wrk               1 thread, C connections, D seconds per run                       (CPU 1)
 # The proxies under test share CPU 0, one at a time; wrk and the upstream share CPU 1. Runs
 # are interleaved for ROUNDS rounds and the median is reported, with access logs on (to a
-# file, for both) and off. Then memory per idle keep-alive connection: N connections, each
-# after one request, RSS delta of the proxy process.
+# file, for both) and off, and so is the median of the per-round ratios to nginx proxy_pass.
+# Then memory per idle keep-alive connection: N connections, each after one request, RSS delta
+# of the proxy process.
 #
-# Environment: ROUNDS (3), DURATION (5s), CONNS (64), IDLE_CONNS (5000), PERF_OUT (unset: when
+# Environment: ROUNDS (5), DURATION (5s), CONNS (64), IDLE_CONNS (5000), PERF_OUT (unset: when
 # set to a file, Moat is also profiled with `perf record -g` during one extra wrk run with access
 # logs off, and `perf report` text goes to that file).
 set -euo pipefail
 moat=$(realpath "${1:-build/moat}")
-rounds=${ROUNDS:-3}
+rounds=${ROUNDS:-5}
 duration=${DURATION:-5s}
 conns=${CONNS:-64}
 idle_conns=${IDLE_CONNS:-5000}
@@ -196,6 +197,26 @@ report() {
   done
 }
 report
+
+# Paired: within each round the proxies ran back to back, so the ratio of one round is less
+# exposed to this machine's drifting load than the ratio of medians above.
+paired() {
+  printf '\npaired, median over rounds of (setup / nginx_proxy_pass in the same round)\n'
+  printf '%-20s %-5s %10s %10s\n' setup logs "req/s" "cpu/req"
+  for logs in on off; do
+    for s in nginx_auth_request moat; do
+      local rps cpu
+      rps=$(paste <(printf '%s' "${results[$s,$logs]}" | awk 'NF{print $1}') \
+                  <(printf '%s' "${results[nginx_proxy_pass,$logs]}" | awk 'NF{print $1}') |
+            awk '{print $1/$2}' | median)
+      cpu=$(paste <(printf '%s' "${results[$s,$logs]}" | awk 'NF{print $5}') \
+                  <(printf '%s' "${results[nginx_proxy_pass,$logs]}" | awk 'NF{print $5}') |
+            awk '{print $1/$2}' | median)
+      printf '%-20s %-5s %9.2fx %9.2fx\n' "$s" "$logs" "$rps" "$cpu"
+    done
+  done
+}
+paired
 
 printf '\nlatency at low load (%s connections, logs off; medians over rounds)\n' "$lat_conns"
 printf '%-20s %9s %9s %13s %13s\n' setup p50_ms p99_ms added_p50_ms added_p99_ms

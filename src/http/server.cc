@@ -91,7 +91,10 @@ struct Worker {
   // INVARIANT: touched only on this worker's thread. Declared before `ioc` so it outlives the
   // coroutine frames the io_context destroys.
   std::unordered_set<ConnEntry*> conns;
-  asio::io_context ioc{1};
+  // One thread runs it, and every socket registered with it is used only on that thread (the
+  // accept loop registers sockets for other workers; registration stays locked): the
+  // reactor skips its per-descriptor locks.
+  asio::io_context ioc{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> guard;
   std::thread thread;
 };
