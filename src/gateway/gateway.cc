@@ -231,7 +231,8 @@ asio::awaitable<void> RelayBody(http::BodyReader& body, Conn& from, Conn& to, st
       if (!batch.empty()) {
         size_t sent = 0;
         *write_ec = http::TryWriteAll(to, batch, &sent);
-        if (*write_ec == asio::error::would_block) *write_ec = co_await http::WriteAll(to, batch, sent);
+        if (*write_ec == asio::error::would_block)
+          *write_ec = co_await http::WriteAll(to, batch, sent);
         batch.clear();
         if (*write_ec) co_return;
       }
@@ -265,7 +266,8 @@ asio::awaitable<void> RelayBody(http::BodyReader& body, Conn& from, Conn& to, st
     if (end || batch.size() >= kBatchBytes) {
       size_t sent = 0;
       *write_ec = http::TryWriteAll(to, batch, &sent);
-      if (*write_ec == asio::error::would_block) *write_ec = co_await http::WriteAll(to, batch, sent);
+      if (*write_ec == asio::error::would_block)
+        *write_ec = co_await http::WriteAll(to, batch, sent);
       batch.clear();
       if (*write_ec || end) co_return;
     }

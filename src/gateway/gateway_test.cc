@@ -14,8 +14,8 @@
 #include <condition_variable>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <functional>
+#include <mutex>
 #include <thread>
 
 #include "gateway/pages.h"

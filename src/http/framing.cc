@@ -35,8 +35,7 @@ bool AllFieldValueChars(std::string_view v) {
   size_t n = v.size();
 #if defined(__SSE2__)
   if (n >= 16) {
-    const __m128i k1f = _mm_set1_epi8(0x1f), ktab = _mm_set1_epi8('\t'),
-                  kdel = _mm_set1_epi8(0x7f);
+    const __m128i k1f = _mm_set1_epi8(0x1f), ktab = _mm_set1_epi8('\t'), kdel = _mm_set1_epi8(0x7f);
     __m128i bad = _mm_setzero_si128();
     auto check = [&](const char* at) {
       __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(at));
@@ -191,8 +190,7 @@ FramingFields ScanFramingFields(const Headers& h) {
 }
 
 // Content-Length: 1*DIGIT, at most 19 digits (fits uint64). Exactly one field.
-bool ParseContentLength(const FramingFields::Seen& cl, uint64_t* out, ParseError* err,
-                        int status) {
+bool ParseContentLength(const FramingFields::Seen& cl, uint64_t* out, ParseError* err, int status) {
   if (cl.count > 1) {
     *err = {status, "duplicate content-length"};
     return false;
@@ -352,8 +350,8 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
   out->keep_alive = KeepAlive(connection, out->version_minor);
   // RFC 9110 §7.8: a server must ignore Upgrade in an HTTP/1.0 request.
   out->websocket_upgrade = out->version_minor == 1 && out->method == "GET" &&
-                           HasToken(connection, "upgrade") &&
-                           ff.upgrade.count == 1 && HasToken(*ff.upgrade.first, "websocket");
+                           HasToken(connection, "upgrade") && ff.upgrade.count == 1 &&
+                           HasToken(*ff.upgrade.first, "websocket");
   if (ff.expect.count > 0) {
     if (ff.expect.count != 1 || !IEquals(*ff.expect.first, "100-continue")) {
       return {417, "unsupported expectation"};

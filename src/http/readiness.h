@@ -23,8 +23,8 @@
 // written against; elsewhere reads fall back to Asio's own operation.
 #pragma once
 
-#include <boost/version.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/version.hpp>
 
 #if BOOST_VERSION == 108100 && defined(BOOST_ASIO_HAS_EPOLL) && \
     !defined(BOOST_ASIO_HAS_IO_URING_AS_DEFAULT) && !defined(BOOST_ASIO_DISABLE_EPOLL)
@@ -39,8 +39,8 @@
 #include <boost/asio/detail/handler_alloc_helpers.hpp>
 #include <boost/asio/detail/handler_cont_helpers.hpp>
 #include <boost/asio/detail/handler_work.hpp>
-#include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/detail/reactive_socket_service.hpp>
+#include <boost/asio/detail/reactor_op.hpp>
 #include <cerrno>
 #include <type_traits>
 
@@ -87,8 +87,7 @@ template struct Expose<RegisteredEventsTag, &Descriptor::registered_events_>;
 template struct Expose<EpollFdTag, &Reactor::epoll_fd_>;
 template struct Expose<TaskResultTag, &asio::detail::scheduler_operation::task_result_>;
 
-inline asio::detail::reactive_socket_service<asio::ip::tcp>::implementation_type& Impl(
-    Socket& s) {
+inline asio::detail::reactive_socket_service<asio::ip::tcp>::implementation_type& Impl(Socket& s) {
   return (s.*Get(SocketImplTag())).get_implementation();
 }
 
@@ -186,15 +185,14 @@ class RecvOp : public RecvOpBase {
         handler_(std::move(h)),
         work_(handler_, ex) {}
 
-  static void DoComplete(void* owner, asio::detail::operation* base, const error_code&,
-                         size_t) {
+  static void DoComplete(void* owner, asio::detail::operation* base, const error_code&, size_t) {
     auto* o = static_cast<RecvOp*>(base);
     ptr p = {asio::detail::addressof(o->handler_), o, o};
     asio::detail::handler_work<Handler, asio::any_io_executor> w(std::move(o->work_));
     error_code ec = owner ? o->finish_(o->finish_arg_, o->ec_) : o->ec_;
     // The handler is moved out so that the operation's memory is freed before the upcall.
     asio::detail::binder2<Handler, error_code, size_t> handler(o->handler_, ec,
-                                                                o->bytes_transferred_);
+                                                               o->bytes_transferred_);
     p.h = asio::detail::addressof(handler.handler_);
     p.reset();
     if (owner) w.complete(handler, handler.handler_);
@@ -222,8 +220,7 @@ bool StartRecv(Handler& handler, asio::ip::tcp::socket& s, Reactor& reactor, boo
                                      RecvOp<Handler>::ptr::allocate(handler), nullptr};
   p.p = new (p.v) RecvOp<Handler>(impl.socket_, impl.reactor_data_, may_exhaust, b, finish,
                                   finish_arg, handler, s.get_executor());
-  reactor.start_op(Reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation,
-                   true);
+  reactor.start_op(Reactor::read_op, impl.socket_, impl.reactor_data_, p.p, is_continuation, true);
   p.v = p.p = nullptr;
   return true;
 }

@@ -1,10 +1,10 @@
 #include "http/server.h"
 
-#include <gtest/gtest.h>
-#include <sched.h>
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 

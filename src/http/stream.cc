@@ -10,8 +10,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/beast/http/error.hpp>
 #include <cerrno>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 
 #include "common/random.h"
 #include "http/readiness.h"

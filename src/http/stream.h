@@ -112,7 +112,7 @@ class Stream {
 
   asio::ip::tcp::socket socket_;
   asio::detail::epoll_reactor* reactor_ = nullptr;  // set when readiness.h is in use
-  bool peer_close_watched_ = false;                  // registered for EPOLLRDHUP
+  bool peer_close_watched_ = false;                 // registered for EPOLLRDHUP
   Clock::time_point deadline_ = Clock::time_point::max();
   int waiting_ = 0;  // operations in flight that may wait
   bool timed_out_ = false;
