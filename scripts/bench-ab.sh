@@ -5,11 +5,12 @@
 #   scripts/bench-ab.sh MOAT_A MOAT_B [ROUNDS]      (default 6 rounds; needs wrk and nginx)
 #
 # One upstream (nginx, 1 worker, `return 200`, CPU 1), nginx proxy_pass (1 worker, CPU 0),
-# and each moat (`serve --threads 1 --no-access-log`, a private service fronting the upstream,
+# and each moat (`serve --threads 1 [--no-access-log]`, a private service fronting the upstream,
 # called with a valid ID token; CPU 0). Every round runs wrk (1 thread, C connections,
 # D seconds, CPU 1) against nginx, A and B in turn. Per run: p99, req/s, and the CPU time of
 # the layer under test per request (total, user, system) from /proc/PID/stat; then the means.
-# Environment: C (64), D (4s).
+# Environment: C (64), D (4s), LOGS (off; on: nginx's access_log and Moat's access log both go
+# to files).
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n 2,12p "$0" >&2; exit 2; }
 A=$(realpath "$1"); B=$(realpath "$2"); R=${3:-6}
@@ -26,26 +27,29 @@ cleanup() {
 }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
+logs=${LOGS:-off}
+nginx_log="access_log off;"; moat_log="--no-access-log"
+[ "$logs" = on ] && { nginx_log="access_log $w/px.access.log;"; moat_log=""; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 UP=$(free_port); PX=$(free_port)
-conf() {  # $1 name, $2 server block
+conf() {  # $1 name, $2 server block, $3 access_log directive
   cat >"$w/$1.conf" <<EOC
 worker_processes 1; pid $w/$1.pid; error_log $w/$1.err;
 events { worker_connections 65536; }
-http { access_log off; client_body_temp_path $w/$1.b; proxy_temp_path $w/$1.p;
+http { $3 client_body_temp_path $w/$1.b; proxy_temp_path $w/$1.p;
   fastcgi_temp_path $w/$1.f; uwsgi_temp_path $w/$1.u; scgi_temp_path $w/$1.s;
   keepalive_requests 1000000; upstream up { server 127.0.0.1:$UP; keepalive 256; }
   $2 }
 EOC
 }
-conf up "server { listen 127.0.0.1:$UP; location / { return 200 \"hello from upstream\\n\"; } }"
-conf px "server { listen 127.0.0.1:$PX; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }"
+conf up "server { listen 127.0.0.1:$UP; location / { return 200 \"hello from upstream\\n\"; } }" "access_log off;"
+conf px "server { listen 127.0.0.1:$PX; location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }" "$nginx_log"
 taskset -c 1 nginx -c "$w/up.conf" -p "$w" 2>/dev/null
 taskset -c 0 nginx -c "$w/px.conf" -p "$w" 2>/dev/null
 for n in A B; do
   bin=${!n}; gw=$(free_port); api=$(free_port)
   taskset -c 0 "$bin" serve --home "$w/home$n" --gateway-addr "127.0.0.1:$gw" \
-    --api-addr "127.0.0.1:$api" --threads 1 --no-access-log >"$w/$n.out" 2>"$w/$n.log" &
+    --api-addr "127.0.0.1:$api" --threads 1 $moat_log >"$w/$n.out" 2>"$w/$n.log" &
   PID[$n]=$!
   for _ in $(seq 1 200); do
     grep -q '"gateway"' "$w/$n.out" 2>/dev/null && break
@@ -73,7 +77,9 @@ one() {  # label pid url [wrk headers…] → "label p99 rps cpu_us user_us sys_
 pxpid=$(pgrep -P "$(cat "$w/px.pid")")
 echo "label p99 req/s cpu_us/req user_us sys_us"
 for _ in $(seq 1 "$R"); do
-  one nginx "$pxpid" "http://127.0.0.1:$PX/"
+  # The same request as Moat gets (its token too): the upstream and wrk then do the same work
+  # per request for both proxies (they share CPU 1).
+  one nginx "$pxpid" "http://127.0.0.1:$PX/" -H "Authorization: Bearer ${TOK[A]}"
   for n in A B; do
     one "$n" "${PID[$n]}" "http://127.0.0.1:${GWP[$n]}/" -H "Host: ${HOSTH[$n]}" \
       -H "Authorization: Bearer ${TOK[$n]}"

@@ -13,6 +13,11 @@
 #                     (CPU 0; Moat's thread shares it, as the verifier would in practice)
 #   moat              moat serve --threads 1, a private service fronting the upstream   (CPU 0)
 #   wrk               1 thread, C connections, D seconds per run                       (CPU 1)
+# Every setup gets the same request — with the caller's ID token in Authorization, as a real
+# client of a private service sends it — so the upstream and wrk, which share CPU 1, do the same
+# work per request whichever proxy is measured. (nginx_proxy_pass_bare: the same proxy
+# without that header, for reference; earlier versions of this script used it as the
+# baseline.)
 # The proxies under test share CPU 0, one at a time; wrk and the upstream share CPU 1. Runs
 # are interleaved for ROUNDS rounds and the median is reported, with access logs on (to a
 # file, for both) and off, and so is the median of the per-round ratios to nginx proxy_pass.
@@ -132,8 +137,9 @@ bench_round() {  # $1 label suffix (logs on|off)
   stop_nginx proxy; nginx_conf proxy "$logs" "$(proxy_block)"; start_nginx proxy 0
   stop_nginx authreq; nginx_conf authreq "$logs" "$(authreq_block)"; start_nginx authreq 0
   for r in $(seq 1 "$rounds"); do
-    results[direct,$logs]+="$(run_wrk "http://127.0.0.1:$up_port/" "$(worker_pid upstream)")"$'\n'
-    results[nginx_proxy_pass,$logs]+="$(run_wrk "http://127.0.0.1:$px_port/" "$(worker_pid proxy)")"$'\n'
+    results[direct,$logs]+="$(run_wrk "http://127.0.0.1:$up_port/" "$(worker_pid upstream)" -H "Authorization: Bearer $token")"$'\n'
+    results[nginx_proxy_pass,$logs]+="$(run_wrk "http://127.0.0.1:$px_port/" "$(worker_pid proxy)" -H "Authorization: Bearer $token")"$'\n'
+    results[nginx_proxy_pass_bare,$logs]+="$(run_wrk "http://127.0.0.1:$px_port/" "$(worker_pid proxy)")"$'\n'
     results[nginx_auth_request,$logs]+="$(run_wrk "http://127.0.0.1:$ar_port/" "$(worker_pid authreq) $moat_pid" -H "Authorization: Bearer $token")"$'\n'
     results[moat,$logs]+="$(run_wrk "http://127.0.0.1:$gw_port/" "$moat_pid" -H "Host: $host" -H "Authorization: Bearer $token")"$'\n'
   done
@@ -172,18 +178,18 @@ bench_round off
 lat_conns=${LAT_CONNS:-4}
 declare -A latency
 for r in $(seq 1 "$rounds"); do
-  latency[direct]+="$(conns=$lat_conns run_wrk "http://127.0.0.1:$up_port/" "$(worker_pid upstream)")"$'\n'
-  latency[nginx_proxy_pass]+="$(conns=$lat_conns run_wrk "http://127.0.0.1:$px_port/" "$(worker_pid proxy)")"$'\n'
+  latency[direct]+="$(conns=$lat_conns run_wrk "http://127.0.0.1:$up_port/" "$(worker_pid upstream)" -H "Authorization: Bearer $token")"$'\n'
+  latency[nginx_proxy_pass]+="$(conns=$lat_conns run_wrk "http://127.0.0.1:$px_port/" "$(worker_pid proxy)" -H "Authorization: Bearer $token")"$'\n'
   latency[moat]+="$(conns=$lat_conns run_wrk "http://127.0.0.1:$gw_port/" "$moat_pid" -H "Host: $host" -H "Authorization: Bearer $token")"$'\n'
 done
 
 report() {
   # cpu_us: CPU time per request of the layer under test (direct: the upstream worker;
   # auth_request: the nginx worker plus Moat's forward-auth), median over rounds.
-  printf '\n%-20s %-5s %10s %9s %9s %8s %8s %8s\n' setup logs req/s p50_ms p99_ms "vs_pp" "non2xx" cpu_us
+  printf '\n%-22s %-5s %10s %9s %9s %8s %8s %8s\n' setup logs req/s p50_ms p99_ms "vs_pp" "non2xx" cpu_us
   for logs in on off; do
     local pp; pp=$(printf '%s' "${results[nginx_proxy_pass,$logs]}" | awk 'NF{print $1}' | median)
-    for s in direct nginx_proxy_pass nginx_auth_request moat; do
+    for s in direct nginx_proxy_pass nginx_proxy_pass_bare nginx_auth_request moat; do
       local data=${results[$s,$logs]}
       local rps p50 p99 bad cpu
       rps=$(printf '%s' "$data" | awk 'NF{print $1}' | median)
@@ -191,7 +197,7 @@ report() {
       p99=$(printf '%s' "$data" | awk 'NF{print $3}' | median)
       bad=$(printf '%s' "$data" | awk 'NF{s+=$4} END{print s+0}')
       cpu=$(printf '%s' "$data" | awk 'NF{print $5}' | median)
-      printf '%-20s %-5s %10.0f %9.2f %9.2f %8.2f %8s %8.1f\n' "$s" "$logs" "$rps" "$p50" "$p99" \
+      printf '%-22s %-5s %10.0f %9.2f %9.2f %8.2f %8s %8.1f\n' "$s" "$logs" "$rps" "$p50" "$p99" \
         "$(awk -v a="$rps" -v b="$pp" 'BEGIN{print a/b}')" "$bad" "$cpu"
     done
   done
@@ -202,9 +208,9 @@ report
 # exposed to this machine's drifting load than the ratio of medians above.
 paired() {
   printf '\npaired, median over rounds of (setup / nginx_proxy_pass in the same round)\n'
-  printf '%-20s %-5s %10s %10s\n' setup logs "req/s" "cpu/req"
+  printf '%-22s %-5s %10s %10s\n' setup logs "req/s" "cpu/req"
   for logs in on off; do
-    for s in nginx_auth_request moat; do
+    for s in nginx_proxy_pass_bare nginx_auth_request moat; do
       local rps cpu
       rps=$(paste <(printf '%s' "${results[$s,$logs]}" | awk 'NF{print $1}') \
                   <(printf '%s' "${results[nginx_proxy_pass,$logs]}" | awk 'NF{print $1}') |
@@ -212,7 +218,7 @@ paired() {
       cpu=$(paste <(printf '%s' "${results[$s,$logs]}" | awk 'NF{print $5}') \
                   <(printf '%s' "${results[nginx_proxy_pass,$logs]}" | awk 'NF{print $5}') |
             awk '{print $1/$2}' | median)
-      printf '%-20s %-5s %9.2fx %9.2fx\n' "$s" "$logs" "$rps" "$cpu"
+      printf '%-22s %-5s %9.2fx %9.2fx\n' "$s" "$logs" "$rps" "$cpu"
     done
   done
 }
@@ -276,5 +282,5 @@ echo
 echo "memory per idle keep-alive connection ($idle_conns connections, each after one request):"
 m=$(idle_rss "$moat_pid" "$gw_port" "$host" "$token")
 echo "  moat gateway       $(echo "$m" | awk '{printf "%.2f KiB/conn (RSS %d → %d KiB)", $1, $2, $3}')"
-n=$(idle_rss "$(worker_pid proxy)" "$px_port" "localhost" "")
+n=$(idle_rss "$(worker_pid proxy)" "$px_port" "localhost" "$token")
 echo "  nginx proxy_pass   $(echo "$n" | awk '{printf "%.2f KiB/conn (RSS %d → %d KiB)", $1, $2, $3}')"

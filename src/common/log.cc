@@ -96,10 +96,10 @@ void AppendTimestamp(std::string* out) {
 }
 }  // namespace
 
-void Write(Severity s, std::string_view message, std::initializer_list<Field> fields) {
-  if (static_cast<int>(s) < g_min.load(std::memory_order_relaxed)) return;
-  thread_local std::string line;  // keeps its capacity: no allocation per line
-  line.clear();
+bool AppendLine(std::string* out, Severity s, std::string_view message,
+                std::initializer_list<Field> fields) {
+  if (static_cast<int>(s) < g_min.load(std::memory_order_relaxed)) return false;
+  std::string& line = *out;
   line += "{\"time\":\"";
   AppendTimestamp(&line);
   line += "\",\"severity\":\"";
@@ -115,8 +115,12 @@ void Write(Severity s, std::string_view message, std::initializer_list<Field> fi
     line += '"';
   }
   line += "}\n";
-  const char* p = line.data();
-  size_t left = line.size();
+  return true;
+}
+
+void WriteLines(std::string_view lines) {
+  const char* p = lines.data();
+  size_t left = lines.size();
   int fd = g_fd.load();
   while (left > 0) {
     ssize_t n = ::write(fd, p, left);
@@ -124,6 +128,12 @@ void Write(Severity s, std::string_view message, std::initializer_list<Field> fi
     p += n;
     left -= static_cast<size_t>(n);
   }
+}
+
+void Write(Severity s, std::string_view message, std::initializer_list<Field> fields) {
+  thread_local std::string line;  // keeps its capacity: no allocation per line
+  line.clear();
+  if (AppendLine(&line, s, message, fields)) WriteLines(line);
 }
 
 }  // namespace moat::log

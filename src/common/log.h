@@ -1,7 +1,8 @@
 // Structured logging: one JSON object per line on stderr (or a file), e.g.
 //   {"time":"…","severity":"INFO","message":"listening","addr":"127.0.0.1:8080"}
 // Severity names follow Cloud Logging's. Never pass key material or whole tokens here.
-// Thread-safe: each line is written with a single write(2).
+// Thread-safe: each line is written with a single write(2) (batches of lines: one write of at
+// most kAtomicWriteBytes).
 #pragma once
 
 #include <initializer_list>
@@ -34,6 +35,16 @@ inline void Warn(std::string_view m, std::initializer_list<Field> f = {}) {
 inline void Error(std::string_view m, std::initializer_list<Field> f = {}) {
   Write(Severity::kError, m, f);
 }
+
+// For writers that batch lines (the gateway's access log): formats one line, newline included,
+// as Write would and appends it to *out. False (nothing appended) below the minimum severity.
+bool AppendLine(std::string* out, Severity s, std::string_view message,
+                std::initializer_list<Field> fields = {});
+// Writes lines made by AppendLine with one write(2) (a partial write is continued).
+void WriteLines(std::string_view lines);
+// The largest write(2) that stays atomic on a pipe (PIPE_BUF): a batch of lines kept within it
+// never interleaves with another thread's lines.
+inline constexpr size_t kAtomicWriteBytes = 4096;
 
 // Escapes a string for inclusion inside a JSON string literal.
 std::string JsonEscape(std::string_view s);

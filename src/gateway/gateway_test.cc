@@ -18,6 +18,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/log.h"
 #include "gateway/pages.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -1726,6 +1727,97 @@ TEST_F(GatewayTest, DrainedConnectionsWaitInsteadOfReadingNothing) {
   }
   EXPECT_LT(http::EmptyReads() - before, static_cast<uint64_t>(kRequests / 4));
   EXPECT_EQ(upstream_.connections(), 1u);
+}
+
+}  // namespace
+}  // namespace moat::gateway
+
+namespace moat::gateway {
+namespace {
+
+// The access log is written in batches: each write(2) of the log fd arrives here as one
+// message (a SOCK_SEQPACKET pair), so the tests see exactly how lines were grouped.
+class GatewayAccessLogTest : public GatewayTest {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, log_fds_), 0);
+    log::SetFd(log_fds_[0]);
+    GatewayTest::SetUp();
+    server_->Stop();
+    GatewayOptions go;
+    go.access_log = true;
+    gateway_ = std::make_unique<Gateway>(go, routes_, gate_);
+    http::ServerOptions so;
+    so.threads = 1;
+    server_ = std::make_unique<http::Server>(so, gateway_->handler());
+    ASSERT_TRUE(server_->Start());
+  }
+  void TearDown() override {
+    GatewayTest::TearDown();
+    log::SetFd(2);
+    ::close(log_fds_[0]);
+    ::close(log_fds_[1]);
+  }
+  // The writes (one string each) until `lines` access-log lines have arrived; stops early
+  // after 10 s without one.
+  std::vector<std::string> Writes(size_t lines) {
+    std::vector<std::string> writes;
+    size_t seen = 0;
+    timeval tv{10, 0};
+    ::setsockopt(log_fds_[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (seen < lines) {
+      std::string buf(64 * 1024, '\0');
+      ssize_t n = ::recv(log_fds_[1], buf.data(), buf.size(), 0);
+      if (n <= 0) break;
+      buf.resize(static_cast<size_t>(n));
+      for (size_t at = buf.find("\"message\":\"request\""); at != std::string::npos;
+           at = buf.find("\"message\":\"request\"", at + 1))
+        ++seen;
+      if (buf.find("\"message\":\"request\"") != std::string::npos) writes.push_back(buf);
+    }
+    return writes;
+  }
+  int log_fds_[2] = {-1, -1};
+};
+
+TEST_F(GatewayAccessLogTest, ALoneRequestIsLoggedWithoutWaitingForMore) {
+  RawClient c(port());
+  auto r = Send(c, Get("/echo", std::string("Authorization: Bearer ") + kGood + "\r\n"));
+  ASSERT_TRUE(r);
+  std::vector<std::string> writes = Writes(1);
+  ASSERT_EQ(writes.size(), 1u) << "the line never came";
+  EXPECT_NE(writes[0].find(std::string(r->head.headers.Get("X-Request-Id"))), std::string::npos);
+  EXPECT_NE(writes[0].find("\"status\":\"200\""), std::string::npos) << writes[0];
+}
+
+// Requests answered back to back (pipelined 404s: no upstream to wait for) share writes, and
+// every write is whole lines within the size that stays atomic on a pipe.
+TEST_F(GatewayAccessLogTest, LinesOfRequestsServedTogetherShareWrites) {
+  constexpr size_t kRequests = 40;
+  std::string burst;
+  for (size_t i = 0; i < kRequests; ++i) burst += Get("/p" + std::to_string(i), "", "nowhere.run.localhost");
+  RawClient c(port());
+  c.Send(burst);
+  for (size_t i = 0; i < kRequests; ++i) {
+    auto r = c.Read();
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->head.status, 404);
+  }
+  std::vector<std::string> writes = Writes(kRequests);
+  size_t lines = 0;
+  for (const std::string& w : writes) {
+    EXPECT_LE(w.size(), log::kAtomicWriteBytes);
+    ASSERT_EQ(w.back(), '\n');
+    for (size_t start = 0; start < w.size();) {
+      size_t end = w.find('\n', start);
+      EXPECT_EQ(w[start], '{');
+      EXPECT_EQ(w[end - 1], '}');
+      ++lines;
+      start = end + 1;
+    }
+  }
+  EXPECT_EQ(lines, kRequests);
+  EXPECT_LT(writes.size(), kRequests / 4) << "lines were not batched";
 }
 
 }  // namespace
