@@ -96,6 +96,8 @@ void AppendTimestamp(std::string* out) {
 }
 }  // namespace
 
+namespace {
+// One line, newline included, appended to *out; false below the minimum severity.
 bool AppendLine(std::string* out, Severity s, std::string_view message,
                 std::initializer_list<Field> fields) {
   if (static_cast<int>(s) < g_min.load(std::memory_order_relaxed)) return false;
@@ -118,6 +120,7 @@ bool AppendLine(std::string* out, Severity s, std::string_view message,
   return true;
 }
 
+// One write(2) (a partial write is continued).
 void WriteLines(std::string_view lines) {
   const char* p = lines.data();
   size_t left = lines.size();
@@ -129,11 +132,29 @@ void WriteLines(std::string_view lines) {
     left -= static_cast<size_t>(n);
   }
 }
+}  // namespace
 
 void Write(Severity s, std::string_view message, std::initializer_list<Field> fields) {
   thread_local std::string line;  // keeps its capacity: no allocation per line
   line.clear();
   if (AppendLine(&line, s, message, fields)) WriteLines(line);
+}
+
+bool LineBatch::Add(Severity s, std::string_view message, std::initializer_list<Field> fields) {
+  const size_t before = lines_.size();
+  if (!AppendLine(&lines_, s, message, fields)) return false;
+  if (lines_.size() <= kAtomicWriteBytes) return true;
+  if (before > 0) {  // the earlier lines go now; this one starts the next batch
+    WriteLines(std::string_view(lines_).substr(0, before));
+    lines_.erase(0, before);
+  }
+  if (lines_.size() > kAtomicWriteBytes) Flush();  // a line too long to batch at all
+  return true;
+}
+
+void LineBatch::Flush() {
+  if (!lines_.empty()) WriteLines(lines_);
+  lines_.clear();
 }
 
 }  // namespace moat::log

@@ -36,15 +36,24 @@ inline void Error(std::string_view m, std::initializer_list<Field> f = {}) {
   Write(Severity::kError, m, f);
 }
 
-// For writers that batch lines (the gateway's access log): formats one line, newline included,
-// as Write would and appends it to *out. False (nothing appended) below the minimum severity.
-bool AppendLine(std::string* out, Severity s, std::string_view message,
-                std::initializer_list<Field> fields = {});
-// Writes lines made by AppendLine with one write(2) (a partial write is continued).
-void WriteLines(std::string_view lines);
 // The largest write(2) that stays atomic on a pipe (PIPE_BUF): a batch of lines kept within it
 // never interleaves with another thread's lines.
 inline constexpr size_t kAtomicWriteBytes = 4096;
+
+// Lines written in batches rather than one write(2) each (the gateway's access log). The owner
+// decides when to Flush; Add writes out the lines before it first when the batch would grow
+// past kAtomicWriteBytes, and writes a line longer than that at once, alone.
+// Thread-safety: one thread at a time.
+class LineBatch {
+ public:
+  // False (nothing added) below the minimum severity.
+  bool Add(Severity s, std::string_view message, std::initializer_list<Field> fields = {});
+  void Flush();
+  bool empty() const { return lines_.empty(); }
+
+ private:
+  std::string lines_;
+};
 
 // Escapes a string for inclusion inside a JSON string literal.
 std::string JsonEscape(std::string_view s);

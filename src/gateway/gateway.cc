@@ -69,7 +69,7 @@ struct WorkerState {
       idle;
   std::string key;  // scratch for the pool key
   // Access-log lines not written yet, and whether a flush is posted (see AccessLog).
-  std::string log_batch;
+  log::LineBatch log_batch;
   bool log_flush_posted = false;
 };
 
@@ -165,8 +165,7 @@ class Gateway::Impl {
     }
   }
   static void FlushAccessLog(WorkerState& ws) {
-    if (!ws.log_batch.empty()) log::WriteLines(ws.log_batch);
-    ws.log_batch.clear();
+    ws.log_batch.Flush();
     ws.log_flush_posted = false;
   }
   asio::awaitable<bool> Handle(http::Exchange& ex);
@@ -311,11 +310,10 @@ void Gateway::Impl::AccessLog(const http::Exchange& ex, const LogInfo& li) {
   };
   // Lines are batched per worker and written once the handlers that are ready have run (a
   // posted flush: before the worker next waits for I/O), so a busy worker makes one write(2)
-  // for many requests instead of one each. A batch stays within log::kAtomicWriteBytes, so
-  // that on a pipe it never interleaves with other threads' lines.
+  // for many requests instead of one each (log::LineBatch keeps a batch within what stays
+  // atomic on a pipe).
   WorkerState& ws = workers_[ex.worker];
-  const size_t before = ws.log_batch.size();
-  bool added = log::AppendLine(&ws.log_batch, log::Severity::kInfo, "request",
+  bool added = ws.log_batch.Add(log::Severity::kInfo, "request",
             {{"request_id", ex.request_id},
              {"service", li.service ? std::string_view(li.service->name) : std::string_view()},
              {"host", ex.head.host},
@@ -330,19 +328,7 @@ void Gateway::Impl::AccessLog(const http::Exchange& ex, const LogInfo& li) {
                                                 : num(upstream, sizeof upstream, li.upstream_ms)},
              {"reason", li.reason},
              {"remote", ex.remote_addr}});
-  if (!added) return;
-  if (ws.log_batch.size() > log::kAtomicWriteBytes) {
-    if (before > 0) {  // the earlier lines go now; this one starts the next batch
-      log::WriteLines(std::string_view(ws.log_batch).substr(0, before));
-      ws.log_batch.erase(0, before);
-    }
-    if (ws.log_batch.size() > log::kAtomicWriteBytes) {  // a line too long to batch at all
-      log::WriteLines(ws.log_batch);
-      ws.log_batch.clear();
-      return;
-    }
-  }
-  if (!ws.log_flush_posted) {
+  if (added && !ws.log_batch.empty() && !ws.log_flush_posted) {
     ws.log_flush_posted = true;
     asio::post(ex.conn.stream.get_executor(), [&ws] { FlushAccessLog(ws); });
   }
