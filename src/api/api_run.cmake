@@ -9,4 +9,4 @@ target_sources(moat_api PRIVATE
 
 moat_test(api_run_test
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/api_run_test.cc
-  LIBS moat_api)
+  LIBS moat_api moat_cli)  # moat_cli: the CLI's query escaping, as its requests are built
