@@ -64,7 +64,7 @@ bool ValidUri(std::string_view u) {
 std::string_view OriginalClient(const http::Headers& h) {
   std::string_view last;
   for (const http::Field& f : h) {
-    if (!http::IEquals(f.name, "x-forwarded-for")) continue;
+    if (f.id != http::FieldId::kXForwardedFor) continue;
     std::string_view v = f.value;
     size_t comma = v.rfind(',');
     std::string_view item = Trim(comma == std::string_view::npos ? v : v.substr(comma + 1));

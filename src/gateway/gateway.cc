@@ -73,16 +73,22 @@ struct WorkerState {
   bool log_flush_posted = false;
 };
 
-// RFC 9110 §7.6.1 connection-specific fields (plus Proxy-Connection).
-bool IsHopByHop(std::string_view n) {
-  using http::IEquals;
-  return IEquals(n, "connection") || IEquals(n, "keep-alive") || IEquals(n, "proxy-connection") ||
-         IEquals(n, "te") || IEquals(n, "trailer") || IEquals(n, "transfer-encoding") ||
-         IEquals(n, "upgrade");
-}
+using http::FieldId;
 
-bool StartsWithI(std::string_view s, std::string_view p) {
-  return s.size() >= p.size() && http::IEquals(s.substr(0, p.size()), p);
+// RFC 9110 §7.6.1 connection-specific fields (plus Proxy-Connection).
+bool IsHopByHop(FieldId id) {
+  switch (id) {
+    case FieldId::kConnection:
+    case FieldId::kKeepAlive:
+    case FieldId::kProxyConnection:
+    case FieldId::kTe:
+    case FieldId::kTrailer:
+    case FieldId::kTransferEncoding:
+    case FieldId::kUpgrade:
+      return true;
+    default:
+      return false;
+  }
 }
 
 // Field names listed in the Connection header(s) (they are hop-by-hop too). Usually one or
@@ -91,7 +97,7 @@ using TokenList = boost::container::small_vector<std::string_view, 4>;
 TokenList ConnectionTokens(const http::Headers& h) {
   TokenList out;
   for (const http::Field& f : h) {
-    if (!http::IEquals(f.name, "connection")) continue;
+    if (f.id != FieldId::kConnection) continue;
     std::string_view list = f.value;
     while (!list.empty()) {
       size_t comma = list.find(',');
@@ -111,6 +117,10 @@ bool Named(const TokenList& tokens, std::string_view name) {
     if (http::IEquals(t, name)) return true;
   }
   return false;
+}
+// Whether `f` is connection-specific: hop-by-hop by name or listed in Connection.
+bool ConnectionSpecific(const http::Field& f, const TokenList& named) {
+  return IsHopByHop(f.id) || (!named.empty() && Named(named, f.name));
 }
 
 // "HTTP/1.1 NNN " (status 100–999).
@@ -416,7 +426,7 @@ asio::awaitable<bool> Gateway::Impl::AwaitActivation(http::Exchange& ex, Activat
 asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   WorkerState& ws = workers_[ex.worker];
   LogInfo li;
-  if (const std::string* min_rev = ex.head.headers.Find("x-moat-min-revision")) {
+  if (const std::string* min_rev = ex.head.headers.Find(FieldId::kXMoatMinRevision)) {
     int status = co_await AwaitMinRevision(ex, *min_rev, li);
     if (status != 0) {
       co_return co_await Reply(ex, li, status, ErrorPage(status), status != 400);
@@ -448,19 +458,25 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   }
 
   const http::Headers& h = ex.head.headers;
-  if (h.Count("authorization") > 1 || h.Count("x-serverless-authorization") > 1) {
+  // The credential fields, in one pass.
+  const std::string* authorization = nullptr;
+  const std::string* serverless = nullptr;
+  bool repeated = false;
+  for (const http::Field& f : h) {
+    if (f.id == FieldId::kAuthorization) {
+      repeated |= authorization != nullptr;
+      authorization = &f.value;
+    } else if (f.id == FieldId::kServerlessAuthorization) {
+      repeated |= serverless != nullptr;
+      serverless = &f.value;
+    }
+  }
+  if (repeated) {
     li.reason = "repeated credential header";
     co_return co_await Reply(ex, li, 400, ErrorPage(400), false);
   }
-  GateRequest greq{*svc,
-                   ex.head.method,
-                   ex.head.target,
-                   ex.head.host,
-                   h,
-                   h.Find("authorization"),
-                   h.Find("x-serverless-authorization"),
-                   ex.remote_addr,
-                   ex.request_id};
+  GateRequest greq{*svc,          ex.head.method, ex.head.target, ex.head.host, h,
+                   authorization, serverless,     ex.remote_addr, ex.request_id};
   GateDecision d;
   try {
     d = gate_->Decide(greq);
@@ -528,7 +544,6 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
 
 void Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d, bool websocket,
                                  std::string* out_ptr) {
-  using http::IEquals;
   const http::RequestHead& head = ex.head;
   TokenList named = ConnectionTokens(head.headers);
   std::string& out = *out_ptr;
@@ -540,32 +555,41 @@ void Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d
   out.append(" HTTP/1.1\r\n");
   std::string xff;
   for (const http::Field& f : head.headers) {
-    std::string_view n = f.name;
-    if (IsHopByHop(n) || Named(named, n)) continue;
-    if (IEquals(n, "content-length") || IEquals(n, "expect") || IEquals(n, "proxy-authorization") ||
-        IEquals(n, "x-request-id") || IEquals(n, "x-forwarded-proto") ||
-        IEquals(n, "traceparent") || StartsWithI(n, "x-moat-")) {
-      continue;
-    }
-    if (options_.strip_google_headers && StartsWithI(n, "x-google-")) continue;
-    if (IEquals(n, "x-forwarded-for")) {
-      if (!xff.empty()) xff += ", ";
-      xff += f.value;
-      continue;
-    }
-    if (IEquals(n, "authorization")) {
-      if (d.token_header == TokenHeader::kAuthorization) {
-        AppendStrippedJwtField(&out, n, f.value);
+    if (ConnectionSpecific(f, named)) continue;
+    switch (f.id) {
+      // Moat sets these itself (or drops them: framing, Moat's own controls).
+      case FieldId::kContentLength:
+      case FieldId::kExpect:
+      case FieldId::kProxyAuthorization:
+      case FieldId::kXRequestId:
+      case FieldId::kXForwardedProto:
+      case FieldId::kTraceparent:
+      case FieldId::kXMoat:
+      case FieldId::kXMoatMinRevision:
         continue;
-      }
-    } else if (IEquals(n, "x-serverless-authorization")) {
-      // Forwarded only when it carried the verified token, and never with its signature.
-      if (d.token_header == TokenHeader::kServerlessAuthorization) {
-        AppendStrippedJwtField(&out, n, f.value);
-      }
-      continue;
+      case FieldId::kXGoogle:
+        if (options_.strip_google_headers) continue;
+        break;
+      case FieldId::kXForwardedFor:
+        if (!xff.empty()) xff += ", ";
+        xff += f.value;
+        continue;
+      case FieldId::kAuthorization:
+        if (d.token_header == TokenHeader::kAuthorization) {
+          AppendStrippedJwtField(&out, f.name, f.value);
+          continue;
+        }
+        break;
+      case FieldId::kServerlessAuthorization:
+        // Forwarded only when it carried the verified token, and never with its signature.
+        if (d.token_header == TokenHeader::kServerlessAuthorization) {
+          AppendStrippedJwtField(&out, f.name, f.value);
+        }
+        continue;
+      default:
+        break;
     }
-    http::AppendField(&out, n, f.value);
+    http::AppendField(&out, f.name, f.value);
   }
   if (!xff.empty()) xff += ", ";
   xff += ClientIp(ex.remote_addr);
@@ -575,7 +599,7 @@ void Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d
   http::AppendField(&out, "X-Request-Id", ex.request_id);
   if (websocket) {
     http::AppendField(&out, "Connection", "Upgrade");
-    http::AppendField(&out, "Upgrade", head.headers.Get("upgrade"));
+    http::AppendField(&out, "Upgrade", head.headers.Get(FieldId::kUpgrade));
   } else if (head.body == BodyKind::kLength) {
     http::AppendField(&out, "Content-Length", std::to_string(head.content_length));
   } else if (head.body == BodyKind::kChunked) {
@@ -756,7 +780,6 @@ asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& 
                                                    std::unique_ptr<Upstream> up,
                                                    http::ResponseHead& resp,
                                                    bool upstream_reusable) {
-  using http::IEquals;
   TokenList named = ConnectionTokens(resp.headers);
   const bool client_11 = ex.head.version_minor == 1;
   // How the body goes to the client: as-is with Content-Length, re-chunked, or until close.
@@ -781,13 +804,12 @@ asio::awaitable<bool> Gateway::Impl::RelayResponse(http::Exchange& ex, LogInfo& 
   head.append(resp.reason.empty() ? http::ReasonPhrase(resp.status) : resp.reason);
   head.append("\r\n");
   for (const http::Field& f : resp.headers) {
-    std::string_view name = f.name;
-    if (IsHopByHop(name) || Named(named, name) || IEquals(name, "x-request-id")) continue;
+    if (ConnectionSpecific(f, named) || f.id == FieldId::kXRequestId) continue;
     // (Kept on HEAD and 304 answers, where it describes the representation; never on a 204.)
-    if (IEquals(name, "content-length") && (out_kind != Out::kNone || resp.status == 204)) {
+    if (f.id == FieldId::kContentLength && (out_kind != Out::kNone || resp.status == 204)) {
       continue;
     }
-    http::AppendField(&head, name, f.value);
+    http::AppendField(&head, f.name, f.value);
   }
   http::AppendField(&head, "X-Request-Id", ex.request_id);
   if (out_kind == Out::kLength) {
@@ -879,13 +901,11 @@ asio::awaitable<bool> Gateway::Impl::Tunnel(http::Exchange& ex, LogInfo& li,
   TokenList named = ConnectionTokens(resp.headers);
   std::string head = "HTTP/1.1 101 Switching Protocols\r\n";
   for (const http::Field& f : resp.headers) {
-    if (IsHopByHop(f.name) || Named(named, f.name) || http::IEquals(f.name, "x-request-id")) {
-      continue;
-    }
+    if (ConnectionSpecific(f, named) || f.id == FieldId::kXRequestId) continue;
     http::AppendField(&head, f.name, f.value);
   }
   http::AppendField(&head, "Connection", "Upgrade");
-  http::AppendField(&head, "Upgrade", resp.headers.Get("upgrade"));
+  http::AppendField(&head, "Upgrade", resp.headers.Get(FieldId::kUpgrade));
   http::AppendField(&head, "X-Request-Id", ex.request_id);
   head.append("\r\n");
   ex.status = 101;

@@ -162,25 +162,24 @@ struct FramingFields {
 FramingFields ScanFramingFields(const Headers& h) {
   FramingFields s;
   for (const Field& f : h) {
-    const std::string& n = f.name;
-    switch (n.size()) {  // a length test first: most fields are none of these
-      case 4:
-        if (IEquals(n, "host")) s.host.Add(f.value);
+    switch (f.id) {
+      case FieldId::kHost:
+        s.host.Add(f.value);
         break;
-      case 6:
-        if (IEquals(n, "expect")) s.expect.Add(f.value);
+      case FieldId::kExpect:
+        s.expect.Add(f.value);
         break;
-      case 7:
-        if (IEquals(n, "upgrade")) s.upgrade.Add(f.value);
+      case FieldId::kUpgrade:
+        s.upgrade.Add(f.value);
         break;
-      case 10:
-        if (IEquals(n, "connection")) s.connection.Add(f.value);
+      case FieldId::kConnection:
+        s.connection.Add(f.value);
         break;
-      case 14:
-        if (IEquals(n, "content-length")) s.content_length.Add(f.value);
+      case FieldId::kContentLength:
+        s.content_length.Add(f.value);
         break;
-      case 17:
-        if (IEquals(n, "transfer-encoding")) s.transfer_encoding.Add(f.value);
+      case FieldId::kTransferEncoding:
+        s.transfer_encoding.Add(f.value);
         break;
       default:
         break;
@@ -232,7 +231,7 @@ std::string_view ConnectionOptions(const Headers& h, const FramingFields::Seen& 
   if (connection.count == 0) return {};
   if (connection.count == 1) return *connection.first;
   for (const Field& f : h) {
-    if (!IEquals(f.name, "connection")) continue;
+    if (f.id != FieldId::kConnection) continue;
     if (!storage->empty()) *storage += ',';
     *storage += f.value;
   }

@@ -467,6 +467,74 @@ TEST(HttpFraming, ControlCharactersAreFoundAtEveryPositionOfAValue) {
   }
 }
 
+TEST(HttpMessage, FieldIdsFollowTheNameInAnyCase) {
+  const std::pair<std::string_view, FieldId> known[] = {
+      {"Host", FieldId::kHost},
+      {"CONTENT-LENGTH", FieldId::kContentLength},
+      {"transfer-Encoding", FieldId::kTransferEncoding},
+      {"Connection", FieldId::kConnection},
+      {"Keep-Alive", FieldId::kKeepAlive},
+      {"Proxy-Connection", FieldId::kProxyConnection},
+      {"TE", FieldId::kTe},
+      {"Trailer", FieldId::kTrailer},
+      {"Upgrade", FieldId::kUpgrade},
+      {"Expect", FieldId::kExpect},
+      {"authorization", FieldId::kAuthorization},
+      {"X-Serverless-Authorization", FieldId::kServerlessAuthorization},
+      {"Proxy-Authorization", FieldId::kProxyAuthorization},
+      {"X-Forwarded-For", FieldId::kXForwardedFor},
+      {"X-Forwarded-Proto", FieldId::kXForwardedProto},
+      {"X-Request-ID", FieldId::kXRequestId},
+      {"TraceParent", FieldId::kTraceparent},
+      {"X-Moat-Min-Revision", FieldId::kXMoatMinRevision},
+      {"X-MOAT-Anything", FieldId::kXMoat},
+      {"x-moat-", FieldId::kXMoat},
+      {"X-Google-Foo", FieldId::kXGoogle},
+  };
+  for (const auto& [name, id] : known) EXPECT_EQ(IdentifyField(name), id) << name;
+  // Near misses: same length, one letter off, prefixes and extensions of known names, and
+  // characters whose case-folding bit alone would match (`@` vs '`', `[` vs `{`).
+  for (std::string_view other :
+       {"hosts", "hos", "hosT2", "Authorizatio", "Authorizations", "x-moat", "x-moaT", "x-moat_a",
+        "x-googl-a", "x-google", "Content-Type", "Date", "Server", "te2", "t@", "connectio[",
+        "x-request-i@", "Upgrad@"}) {
+    EXPECT_EQ(IdentifyField(other), FieldId::kOther) << other;
+  }
+
+  // Ids stay with their names however fields are added, removed or reused.
+  RequestHead h;
+  ASSERT_FALSE(
+      ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer t\r\n"
+                       "Connection: close\r\n\r\n",
+                       &h));
+  EXPECT_EQ(h.headers.Get(FieldId::kAuthorization), "Bearer t");
+  EXPECT_EQ(h.headers.Count(FieldId::kConnection), 1u);
+  // The same slots, now holding other names.
+  ASSERT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nX-A: 1\r\nX-B: 2\r\nHost: b\r\n\r\n", &h));
+  EXPECT_EQ(h.headers.Find(FieldId::kAuthorization), nullptr);
+  EXPECT_EQ(h.headers.Find(FieldId::kConnection), nullptr);
+  EXPECT_EQ(h.headers.Get(FieldId::kHost), "b");
+  EXPECT_TRUE(h.keep_alive);
+
+  Headers x;
+  x.Add("X-Forwarded-For", "1.2.3.4");
+  x.Add("Traceparent", "t");
+  x.AddCopy("X-Moat-Min-Revision", "7");
+  EXPECT_EQ(x.Remove("x-forwarded-for"), 1u);
+  EXPECT_EQ(x.Get(FieldId::kTraceparent), "t");
+  EXPECT_EQ(x.Get(FieldId::kXMoatMinRevision), "7");
+  EXPECT_EQ(x.Find(FieldId::kXForwardedFor), nullptr);
+  x.Set("traceparent", "u");
+  EXPECT_EQ(x.Count(FieldId::kTraceparent), 1u);
+  EXPECT_EQ(x.Get(FieldId::kTraceparent), "u");
+  Headers copy = x;
+  EXPECT_EQ(copy.Get(FieldId::kXMoatMinRevision), "7");
+  x.Recycle();
+  x.AddCopy("Server", "s");  // into the slot that held X-Moat-Min-Revision or Traceparent
+  EXPECT_EQ(x.Find(FieldId::kXMoatMinRevision), nullptr);
+  EXPECT_EQ(x.Find(FieldId::kTraceparent), nullptr);
+}
+
 TEST(HttpMessage, BearerTokenTakesOnlyTheBearerScheme) {
   EXPECT_EQ(BearerToken("Bearer abc"), "abc");
   EXPECT_EQ(BearerToken(" \tbEaReR   a.b.c \t"), "a.b.c");

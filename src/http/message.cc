@@ -117,6 +117,63 @@ std::string_view ReasonPhrase(int status) {
   }
 }
 
+FieldId IdentifyField(std::string_view n) {
+  // By length first: most names are none of these and are told apart with one comparison.
+  switch (n.size()) {
+    case 2:
+      if (IEquals(n, "te")) return FieldId::kTe;
+      break;
+    case 4:
+      if (IEquals(n, "host")) return FieldId::kHost;
+      break;
+    case 6:
+      if (IEquals(n, "expect")) return FieldId::kExpect;
+      break;
+    case 7:
+      if (IEquals(n, "upgrade")) return FieldId::kUpgrade;
+      if (IEquals(n, "trailer")) return FieldId::kTrailer;
+      break;
+    case 10:
+      if (IEquals(n, "connection")) return FieldId::kConnection;
+      if (IEquals(n, "keep-alive")) return FieldId::kKeepAlive;
+      break;
+    case 11:
+      if (IEquals(n, "traceparent")) return FieldId::kTraceparent;
+      break;
+    case 12:
+      if (IEquals(n, "x-request-id")) return FieldId::kXRequestId;
+      break;
+    case 13:
+      if (IEquals(n, "authorization")) return FieldId::kAuthorization;
+      break;
+    case 14:
+      if (IEquals(n, "content-length")) return FieldId::kContentLength;
+      break;
+    case 15:
+      if (IEquals(n, "x-forwarded-for")) return FieldId::kXForwardedFor;
+      break;
+    case 16:
+      if (IEquals(n, "proxy-connection")) return FieldId::kProxyConnection;
+      break;
+    case 17:
+      if (IEquals(n, "transfer-encoding")) return FieldId::kTransferEncoding;
+      if (IEquals(n, "x-forwarded-proto")) return FieldId::kXForwardedProto;
+      break;
+    case 19:
+      if (IEquals(n, "proxy-authorization")) return FieldId::kProxyAuthorization;
+      if (IEquals(n, "x-moat-min-revision")) return FieldId::kXMoatMinRevision;
+      break;
+    case 26:
+      if (IEquals(n, "x-serverless-authorization")) return FieldId::kServerlessAuthorization;
+      break;
+    default:
+      break;
+  }
+  if (n.size() >= 7 && IEquals(n.substr(0, 7), "x-moat-")) return FieldId::kXMoat;
+  if (n.size() >= 9 && IEquals(n.substr(0, 9), "x-google-")) return FieldId::kXGoogle;
+  return FieldId::kOther;
+}
+
 const std::string* Headers::Find(std::string_view name) const {
   for (const Field& f : *this) {
     if (IEquals(f.name, name)) return &f.value;
@@ -136,21 +193,24 @@ size_t Headers::Count(std::string_view name) const {
 }
 
 void Headers::Add(std::string name, std::string value) {
+  FieldId id = IdentifyField(name);
   if (size_ < fields_.size()) {
-    fields_[size_] = Field{std::move(name), std::move(value)};
+    fields_[size_] = Field{std::move(name), std::move(value), id};
   } else {
-    fields_.push_back(Field{std::move(name), std::move(value)});
+    fields_.push_back(Field{std::move(name), std::move(value), id});
   }
   ++size_;
 }
 
 void Headers::AddCopy(std::string_view name, std::string_view value) {
+  FieldId id = IdentifyField(name);
   if (size_ < fields_.size()) {
     Field& f = fields_[size_];
     f.name.assign(name);
     f.value.assign(value);
+    f.id = id;
   } else {
-    fields_.push_back(Field{std::string(name), std::string(value)});
+    fields_.push_back(Field{std::string(name), std::string(value), id});
   }
   ++size_;
 }

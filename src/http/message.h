@@ -34,9 +34,39 @@ bool HasToken(std::string_view list, std::string_view token);
 // case-insensitive, surrounding spaces and tabs ignored); "" for any other value.
 std::string_view BearerToken(std::string_view header_value);
 
+// The field names that framing and proxying act on, recognised once when a field is added to
+// a Headers: the proxy then asks "is this hop-by-hop?", "is this the Authorization field?" with
+// a byte compare instead of comparing names. kXMoat and kXGoogle stand for the whole
+// `x-moat-` and `x-google-` prefixes (kXMoatMinRevision aside).
+enum class FieldId : uint8_t {
+  kOther,
+  kHost,
+  kContentLength,
+  kTransferEncoding,
+  kConnection,
+  kKeepAlive,
+  kProxyConnection,
+  kTe,
+  kTrailer,
+  kUpgrade,
+  kExpect,
+  kAuthorization,
+  kServerlessAuthorization,  // X-Serverless-Authorization
+  kProxyAuthorization,
+  kXForwardedFor,
+  kXForwardedProto,
+  kXRequestId,
+  kTraceparent,
+  kXMoatMinRevision,
+  kXMoat,    // any other x-moat-*
+  kXGoogle,  // x-google-*
+};
+FieldId IdentifyField(std::string_view name);
+
 struct Field {
   std::string name;
   std::string value;
+  FieldId id = FieldId::kOther;  // IdentifyField(name), kept in step by Headers
 };
 
 // An ordered multimap of header fields; lookups ignore ASCII case of names.
@@ -75,6 +105,22 @@ class Headers {
   std::string_view Get(std::string_view name) const;
   bool Has(std::string_view name) const { return Find(name) != nullptr; }
   size_t Count(std::string_view name) const;
+  // The same by id (not kOther, kXMoat or kXGoogle, which stand for many names).
+  const std::string* Find(FieldId id) const {
+    for (const Field& f : *this) {
+      if (f.id == id) return &f.value;
+    }
+    return nullptr;
+  }
+  std::string_view Get(FieldId id) const {
+    const std::string* v = Find(id);
+    return v ? std::string_view(*v) : std::string_view();
+  }
+  size_t Count(FieldId id) const {
+    size_t n = 0;
+    for (const Field& f : *this) n += f.id == id ? 1 : 0;
+    return n;
+  }
   void Add(std::string name, std::string value);
   // Replaces every field called `name` with one field.
   void Set(std::string_view name, std::string value);

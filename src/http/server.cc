@@ -35,8 +35,8 @@ asio::awaitable<bool> Exchange::WriteResponse(const Response& r, bool keep_alive
   out.append(ReasonPhrase(r.status));
   out.append("\r\n");
   for (const Field& f : r.headers) {
-    if (IEquals(f.name, "content-length") || IEquals(f.name, "transfer-encoding") ||
-        IEquals(f.name, "connection") || IEquals(f.name, "x-request-id")) {
+    if (f.id == FieldId::kContentLength || f.id == FieldId::kTransferEncoding ||
+        f.id == FieldId::kConnection || f.id == FieldId::kXRequestId) {
       continue;
     }
     AppendField(&out, f.name, f.value);
@@ -286,7 +286,7 @@ asio::awaitable<void> Server::Impl::Session(Worker& w, size_t index, tcp::socket
     }
     Exchange ex(head, conn, remote, index);
     ex.request_id = NewRequestId();
-    ex.traceparent = Traceparent(head.headers.Get("traceparent"));
+    ex.traceparent = Traceparent(head.headers.Get(FieldId::kTraceparent));
     bool keep = co_await handler_->Handle(ex);
     if (!keep || !head.keep_alive || !ex.body.done() || stopping_) {
       // Input may still be on its way when the body was left unread or more was sent.
