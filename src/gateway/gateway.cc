@@ -65,6 +65,9 @@ constexpr size_t kDirectPiece = 8 * 1024;
 struct WorkerState {
   uint64_t routes_version = 0;
   std::shared_ptr<const RouteTable> routes;
+  // The last Host looked up in `routes` (empty: none) and what it found (into `routes`).
+  std::string last_host;
+  const std::shared_ptr<const ServiceEntry>* last_found = nullptr;
   std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>, StringHash, std::equal_to<>>
       idle;
   std::string key;  // scratch for the pool key
@@ -172,6 +175,7 @@ class Gateway::Impl {
       FlushAccessLog(workers_[w]);
       workers_[w].idle.clear();
       workers_[w].routes.reset();
+      workers_[w].last_host.clear();
     }
   }
   static void FlushAccessLog(WorkerState& ws) {
@@ -436,8 +440,18 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   if (v != ws.routes_version) {
     ws.routes = routes_->Get();
     ws.routes_version = v;
+    ws.last_host.clear();
   }
-  const std::shared_ptr<const ServiceEntry>* found = ws.routes->Find(ex.head.host);
+  // Clients of a service send the same Host again and again: the last lookup is kept, keyed
+  // by the exact bytes of the header (the table lowercases and strips a port for its own).
+  const std::shared_ptr<const ServiceEntry>* found;
+  if (!ws.last_host.empty() && ws.last_host == ex.head.host) {
+    found = ws.last_found;
+  } else {
+    found = ws.routes->Find(ex.head.host);
+    ws.last_host.assign(ex.head.host);
+    ws.last_found = found;
+  }
   if (found == nullptr) {
     metrics_.CountUnknownHost(ex.worker);
     li.reason = "unknown host";
@@ -595,7 +609,7 @@ void Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d
   xff += ClientIp(ex.remote_addr);
   http::AppendField(&out, "X-Forwarded-For", xff);
   http::AppendField(&out, "X-Forwarded-Proto", "http");
-  http::AppendField(&out, "traceparent", ex.traceparent);
+  http::AppendField(&out, "traceparent", ex.traceparent.view());
   http::AppendField(&out, "X-Request-Id", ex.request_id);
   if (websocket) {
     http::AppendField(&out, "Connection", "Upgrade");

@@ -510,6 +510,19 @@ TEST_F(GatewayTest, UnknownHostIs404AndRouteSwapIsSeen) {
   auto r2 = Send(c, Get("/", "", "nope.run.localhost"));
   ASSERT_TRUE(r2);
   EXPECT_EQ(r2->head.status, 200);
+  // Hosts in turn on one connection (one worker, which keeps its last lookup): each reaches
+  // its own service, whatever the case of the Host header.
+  gate_->calls = 0;
+  const std::pair<std::string, int> turns[] = {
+      {"nope.run.localhost", 200},   {"NOPE.run.localhost:80", 200}, {kSvcHost, 403},
+      {"public.run.localhost", 200}, {"nope.run.localhost", 200},    {"other.run.localhost", 404},
+      {kSvcHost, 403}};
+  for (const auto& [host, status] : turns) {
+    auto r3 = Send(c, Get("/", "", host));
+    ASSERT_TRUE(r3) << host;
+    EXPECT_EQ(r3->head.status, status) << host;  // kSvcHost is private: no token, 403
+  }
+  EXPECT_EQ(gate_->calls.load(), 6);  // every routed request, not the unknown host
 }
 
 TEST_F(GatewayTest, LimitsAndSmugglingAreRefusedBeforeForwarding) {

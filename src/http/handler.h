@@ -30,7 +30,7 @@ class Exchange {
   Conn& conn;
   BodyReader body;          // the request body, in the head's framing
   std::string request_id;   // 16 hex digits, sent back as X-Request-Id
-  std::string traceparent;  // the client's if valid, else a new one
+  TraceparentValue traceparent;  // the client's if valid, else a new one
   std::string remote_addr;  // "ip:port" of the peer
   size_t worker = 0;        // index of the worker thread, < Server::threads()
   std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();

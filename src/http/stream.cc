@@ -11,6 +11,7 @@
 #include <boost/beast/http/error.hpp>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 
 #include "common/random.h"
@@ -515,14 +516,21 @@ bool IsValidTraceparent(std::string_view v) {
   return trace != std::string(32, '0') && span != std::string(16, '0');
 }
 
-std::string Traceparent(std::string_view incoming) {
-  if (IsValidTraceparent(incoming)) return std::string(incoming);
+TraceparentValue Traceparent(std::string_view incoming) {
+  TraceparentValue out;
+  if (IsValidTraceparent(incoming)) {
+    std::copy(incoming.begin(), incoming.end(), out.chars.begin());
+    return out;
+  }
   // "00-" trace id (32) "-" span id (16) "-01"; the low bits set keep both ids non-zero.
-  std::string out = "00-00000000000000000000000000000000-0000000000000000-01";
+  char* p = out.chars.data();
+  std::memcpy(p, "00-", 3);
   FastRng& rng = Rng();
-  PutHex64(out.data() + 3, rng.Next() | 1);
-  PutHex64(out.data() + 19, rng.Next());
-  PutHex64(out.data() + 36, rng.Next() | 1);
+  PutHex64(p + 3, rng.Next() | 1);
+  PutHex64(p + 19, rng.Next());
+  p[35] = '-';
+  PutHex64(p + 36, rng.Next() | 1);
+  std::memcpy(p + 52, "-01", 3);
   return out;
 }
 

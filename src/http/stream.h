@@ -15,6 +15,7 @@
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <limits>
 #include <memory>
@@ -243,8 +244,14 @@ std::string NewRequestId();
 // How many reads so far, in this process, called recv(2) and found nothing to read (EAGAIN).
 // For tests and benchmarks: a drained socket should be waited on, not read.
 uint64_t EmptyReads();
-// A W3C traceparent: `incoming` when well-formed, else a new one ("00-<32hex>-<16hex>-01").
-std::string Traceparent(std::string_view incoming);
+// A W3C traceparent value ("00-<32hex>-<16hex>-<2hex>", always 55 characters), kept inline:
+// one is made for every request.
+struct TraceparentValue {
+  std::array<char, 55> chars{};
+  std::string_view view() const { return {chars.data(), chars.size()}; }
+};
+// `incoming` when well-formed, else a new one ("00-<32hex>-<16hex>-01").
+TraceparentValue Traceparent(std::string_view incoming);
 bool IsValidTraceparent(std::string_view v);
 
 }  // namespace moat::http
