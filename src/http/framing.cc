@@ -45,6 +45,20 @@ size_t FirstNonValueChar(std::string_view raw, size_t from) {
       ctl = _mm_andnot_si128(_mm_cmpeq_epi8(x, ktab), ctl);
       return static_cast<unsigned>(_mm_movemask_epi8(_mm_or_si128(ctl, _mm_cmpeq_epi8(x, kdel))));
     };
+    // Most values end within their first 16 bytes.
+    if (unsigned m = bad(i)) return i + static_cast<size_t>(__builtin_ctz(m));
+    i += 16;
+    // Long ones (tokens) then go 64 bytes a step with a coarser test — control bytes including
+    // HTAB, and DEL — until a step finds one; from there 16 at a time with the exact test.
+    auto coarse = [&](size_t at) {
+      __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + at));
+      return _mm_or_si128(_mm_cmpeq_epi8(_mm_min_epu8(x, k1f), x), _mm_cmpeq_epi8(x, kdel));
+    };
+    for (; i + 64 <= n; i += 64) {
+      __m128i any = _mm_or_si128(_mm_or_si128(coarse(i), coarse(i + 16)),
+                                 _mm_or_si128(coarse(i + 32), coarse(i + 48)));
+      if (_mm_movemask_epi8(any) != 0) break;
+    }
     for (; i + 16 <= n; i += 16) {
       if (unsigned m = bad(i)) return i + static_cast<size_t>(__builtin_ctz(m));
     }

@@ -1,6 +1,10 @@
 #include "http/message.h"
 
 #include <algorithm>
+#include <bit>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
 
 namespace moat::http {
 namespace {
@@ -117,54 +121,134 @@ std::string_view ReasonPhrase(int status) {
   }
 }
 
+namespace {
+
+// A lowercase name (letters, digits, '-') prepared for comparing names with it 2, 4 or 8 bytes
+// at a time: the bytes, and a mask with 0x20 where the name has a letter. A byte x matches
+// letter c when (x | 0x20) == c — that is x == c or x == c - 0x20 — and any other byte only
+// when equal, so the comparison is exact for any input.
+struct FoldedName {
+  std::string_view name;
+  uint64_t word[4] = {};
+  uint64_t mask[4] = {};
+  size_t chunk = 8;  // bytes per load: 2, 4 or 8 (loads never pass the end of the name)
+  size_t chunks = 0;
+
+  // Chunk k starts at k * chunk, except the last, which ends at the end of the name
+  // (overlapping the one before).
+  constexpr size_t Start(size_t k) const { return k + 1 < chunks ? k * chunk : name.size() - chunk; }
+};
+
+consteval FoldedName Fold(std::string_view s) {
+  FoldedName f;
+  f.name = s;
+  f.chunk = s.size() >= 8 ? 8 : s.size() >= 4 ? 4 : 2;
+  f.chunks = (s.size() + f.chunk - 1) / f.chunk;
+  for (size_t k = 0; k < f.chunks; ++k) {
+    size_t at = f.Start(k);
+    for (size_t i = 0; i < f.chunk; ++i) {
+      char c = s[at + i];
+      f.word[k] |= uint64_t{static_cast<unsigned char>(c)} << (8 * i);
+      if (c >= 'a' && c <= 'z') f.mask[k] |= uint64_t{0x20} << (8 * i);
+    }
+  }
+  return f;
+}
+
+// Little-endian load of N (2, 4 or 8) bytes.
+template <size_t N>
+uint64_t Load(const char* p) {
+  std::conditional_t<N == 8, uint64_t, std::conditional_t<N == 4, uint32_t, uint16_t>> v;
+  std::memcpy(&v, p, N);
+  if constexpr (std::endian::native == std::endian::big) {
+    if constexpr (N == 8) v = __builtin_bswap64(v);
+    if constexpr (N == 4) v = __builtin_bswap32(v);
+    if constexpr (N == 2) v = __builtin_bswap16(v);
+  }
+  return v;
+}
+
+// `n` (of the same size) equals `F.name` ignoring ASCII case. F is a template argument so
+// that its words, masks and chunk size are constants: a few loads and compares.
+template <const FoldedName& F>
+bool Matches(std::string_view n) {
+  for (size_t k = 0; k < F.chunks; ++k) {
+    uint64_t x = Load<F.chunk>(n.data() + F.Start(k));
+    if ((x | F.mask[k]) != F.word[k]) return false;
+  }
+  return true;
+}
+
+// The names IdentifyField recognises.
+constexpr FoldedName kTeName = Fold("te");
+constexpr FoldedName kHostName = Fold("host");
+constexpr FoldedName kExpectName = Fold("expect");
+constexpr FoldedName kUpgradeName = Fold("upgrade");
+constexpr FoldedName kTrailerName = Fold("trailer");
+constexpr FoldedName kConnectionName = Fold("connection");
+constexpr FoldedName kKeepAliveName = Fold("keep-alive");
+constexpr FoldedName kTraceparentName = Fold("traceparent");
+constexpr FoldedName kXRequestIdName = Fold("x-request-id");
+constexpr FoldedName kAuthorizationName = Fold("authorization");
+constexpr FoldedName kContentLengthName = Fold("content-length");
+constexpr FoldedName kXForwardedForName = Fold("x-forwarded-for");
+constexpr FoldedName kProxyConnectionName = Fold("proxy-connection");
+constexpr FoldedName kTransferEncodingName = Fold("transfer-encoding");
+constexpr FoldedName kXForwardedProtoName = Fold("x-forwarded-proto");
+constexpr FoldedName kProxyAuthorizationName = Fold("proxy-authorization");
+constexpr FoldedName kXMoatMinRevisionName = Fold("x-moat-min-revision");
+constexpr FoldedName kXServerlessAuthorizationName = Fold("x-serverless-authorization");
+
+}  // namespace
+
 FieldId IdentifyField(std::string_view n) {
   // By length first: most names are none of these and are told apart with one comparison.
   switch (n.size()) {
     case 2:
-      if (IEquals(n, "te")) return FieldId::kTe;
+      if (Matches<kTeName>(n)) return FieldId::kTe;
       break;
     case 4:
-      if (IEquals(n, "host")) return FieldId::kHost;
+      if (Matches<kHostName>(n)) return FieldId::kHost;
       break;
     case 6:
-      if (IEquals(n, "expect")) return FieldId::kExpect;
+      if (Matches<kExpectName>(n)) return FieldId::kExpect;
       break;
     case 7:
-      if (IEquals(n, "upgrade")) return FieldId::kUpgrade;
-      if (IEquals(n, "trailer")) return FieldId::kTrailer;
+      if (Matches<kUpgradeName>(n)) return FieldId::kUpgrade;
+      if (Matches<kTrailerName>(n)) return FieldId::kTrailer;
       break;
     case 10:
-      if (IEquals(n, "connection")) return FieldId::kConnection;
-      if (IEquals(n, "keep-alive")) return FieldId::kKeepAlive;
+      if (Matches<kConnectionName>(n)) return FieldId::kConnection;
+      if (Matches<kKeepAliveName>(n)) return FieldId::kKeepAlive;
       break;
     case 11:
-      if (IEquals(n, "traceparent")) return FieldId::kTraceparent;
+      if (Matches<kTraceparentName>(n)) return FieldId::kTraceparent;
       break;
     case 12:
-      if (IEquals(n, "x-request-id")) return FieldId::kXRequestId;
+      if (Matches<kXRequestIdName>(n)) return FieldId::kXRequestId;
       break;
     case 13:
-      if (IEquals(n, "authorization")) return FieldId::kAuthorization;
+      if (Matches<kAuthorizationName>(n)) return FieldId::kAuthorization;
       break;
     case 14:
-      if (IEquals(n, "content-length")) return FieldId::kContentLength;
+      if (Matches<kContentLengthName>(n)) return FieldId::kContentLength;
       break;
     case 15:
-      if (IEquals(n, "x-forwarded-for")) return FieldId::kXForwardedFor;
+      if (Matches<kXForwardedForName>(n)) return FieldId::kXForwardedFor;
       break;
     case 16:
-      if (IEquals(n, "proxy-connection")) return FieldId::kProxyConnection;
+      if (Matches<kProxyConnectionName>(n)) return FieldId::kProxyConnection;
       break;
     case 17:
-      if (IEquals(n, "transfer-encoding")) return FieldId::kTransferEncoding;
-      if (IEquals(n, "x-forwarded-proto")) return FieldId::kXForwardedProto;
+      if (Matches<kTransferEncodingName>(n)) return FieldId::kTransferEncoding;
+      if (Matches<kXForwardedProtoName>(n)) return FieldId::kXForwardedProto;
       break;
     case 19:
-      if (IEquals(n, "proxy-authorization")) return FieldId::kProxyAuthorization;
-      if (IEquals(n, "x-moat-min-revision")) return FieldId::kXMoatMinRevision;
+      if (Matches<kProxyAuthorizationName>(n)) return FieldId::kProxyAuthorization;
+      if (Matches<kXMoatMinRevisionName>(n)) return FieldId::kXMoatMinRevision;
       break;
     case 26:
-      if (IEquals(n, "x-serverless-authorization")) return FieldId::kServerlessAuthorization;
+      if (Matches<kXServerlessAuthorizationName>(n)) return FieldId::kServerlessAuthorization;
       break;
     default:
       break;
@@ -206,8 +290,12 @@ void Headers::AddCopy(std::string_view name, std::string_view value) {
   FieldId id = IdentifyField(name);
   if (size_ < fields_.size()) {
     Field& f = fields_[size_];
-    f.name.assign(name);
-    f.value.assign(value);
+    // clear + append: a plain copy into the kept storage (assign's general replace path,
+    // which allows for overlap, costs about three times as much for short strings).
+    f.name.clear();
+    f.name.append(name);
+    f.value.clear();
+    f.value.append(value);
     f.id = id;
   } else {
     fields_.push_back(Field{std::string(name), std::string(value), id});
