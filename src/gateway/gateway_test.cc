@@ -513,10 +513,13 @@ TEST_F(GatewayTest, UnknownHostIs404AndRouteSwapIsSeen) {
   // Hosts in turn on one connection (one worker, which keeps its last lookup): each reaches
   // its own service, whatever the case of the Host header.
   gate_->calls = 0;
-  const std::pair<std::string, int> turns[] = {
-      {"nope.run.localhost", 200},   {"NOPE.run.localhost:80", 200}, {kSvcHost, 403},
-      {"public.run.localhost", 200}, {"nope.run.localhost", 200},    {"other.run.localhost", 404},
-      {kSvcHost, 403}};
+  const std::pair<std::string, int> turns[] = {{"nope.run.localhost", 200},
+                                               {"NOPE.run.localhost:80", 200},
+                                               {kSvcHost, 403},
+                                               {"public.run.localhost", 200},
+                                               {"nope.run.localhost", 200},
+                                               {"other.run.localhost", 404},
+                                               {kSvcHost, 403}};
   for (const auto& [host, status] : turns) {
     auto r3 = Send(c, Get("/", "", host));
     ASSERT_TRUE(r3) << host;

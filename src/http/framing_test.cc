@@ -447,25 +447,25 @@ TEST(HttpFraming, CloseWinsOverKeepAliveInHttp10) {
 // all along the value (every coarse step sees one) and with none.
 TEST(HttpFraming, ControlCharactersAreFoundAtEveryPositionOfAValue) {
   for (const std::string ok_chars : {"aZ9 \t~\x80\xff!", "aZ9 ~\x80\xff!-"})
-  for (size_t len = 1; len <= 170; ++len) {
-    std::string value;
-    for (size_t i = 0; i < len; ++i) value.push_back(ok_chars[i % ok_chars.size()]);
-    value.front() = 'v';  // leading and trailing whitespace would be trimmed, not checked
-    value.back() = 'v';
-    RequestHead h;
-    ASSERT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nX: " + value + "\r\n\r\n", &h))
-        << "length " << len;
-    EXPECT_EQ(h.headers.Get("x"), value);
-    for (size_t at = 0; at < len; ++at) {
-      for (char bad : {'\x01', '\x1f', '\x7f', '\x0b', '\r'}) {
-        std::string v = value;
-        v[at] = bad;
-        ParseError e = ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nX: " + v + "\r\n\r\n", &h);
-        ASSERT_EQ(e.status, 400) << "length " << len << " at " << at << " byte " << int(bad);
-        EXPECT_EQ(e.reason, "control character in header value");
+    for (size_t len = 1; len <= 170; ++len) {
+      std::string value;
+      for (size_t i = 0; i < len; ++i) value.push_back(ok_chars[i % ok_chars.size()]);
+      value.front() = 'v';  // leading and trailing whitespace would be trimmed, not checked
+      value.back() = 'v';
+      RequestHead h;
+      ASSERT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nX: " + value + "\r\n\r\n", &h))
+          << "length " << len;
+      EXPECT_EQ(h.headers.Get("x"), value);
+      for (size_t at = 0; at < len; ++at) {
+        for (char bad : {'\x01', '\x1f', '\x7f', '\x0b', '\r'}) {
+          std::string v = value;
+          v[at] = bad;
+          ParseError e = ParseRequestHead("GET / HTTP/1.1\r\nHost: a\r\nX: " + v + "\r\n\r\n", &h);
+          ASSERT_EQ(e.status, 400) << "length " << len << " at " << at << " byte " << int(bad);
+          EXPECT_EQ(e.reason, "control character in header value");
+        }
       }
     }
-  }
 }
 
 // A field line's end is found by the same 16-byte scan that checks its value: lines of every

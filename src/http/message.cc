@@ -136,7 +136,9 @@ struct FoldedName {
 
   // Chunk k starts at k * chunk, except the last, which ends at the end of the name
   // (overlapping the one before).
-  constexpr size_t Start(size_t k) const { return k + 1 < chunks ? k * chunk : name.size() - chunk; }
+  constexpr size_t Start(size_t k) const {
+    return k + 1 < chunks ? k * chunk : name.size() - chunk;
+  }
 };
 
 consteval FoldedName Fold(std::string_view s) {

@@ -8,14 +8,14 @@
 // Thread-safety: a Conn is used by one coroutine at a time, on one thread.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <algorithm>
-#include <array>
 #include <chrono>
 #include <limits>
 #include <memory>
