@@ -68,9 +68,27 @@ struct WorkerState {
   // The last Host looked up in `routes` (empty: none) and what it found (into `routes`).
   std::string last_host;
   const std::shared_ptr<const ServiceEntry>* last_found = nullptr;
-  std::unordered_map<std::string, std::vector<std::unique_ptr<Upstream>>, StringHash, std::equal_to<>>
-      idle;
-  std::string key;  // scratch for the pool key
+  // Idle upstream connections by "host:port".
+  using Pool = std::vector<std::unique_ptr<Upstream>>;
+  std::unordered_map<std::string, Pool, StringHash, std::equal_to<>> idle;
+  // The pool used last and its upstream (a request acquires and releases the same one):
+  // pools are never erased while the worker runs, and map nodes do not move.
+  Pool* last_pool = nullptr;
+  std::string last_pool_host;
+  uint16_t last_pool_port = 0;
+
+  Pool& PoolFor(const ServiceEntry& svc) {
+    if (last_pool && last_pool_port == svc.upstream_port && last_pool_host == svc.upstream_host) {
+      return *last_pool;
+    }
+    std::string key = svc.upstream_host + ':' + std::to_string(svc.upstream_port);
+    auto it = idle.find(std::string_view(key));
+    if (it == idle.end()) it = idle.emplace(std::move(key), Pool()).first;
+    last_pool = &it->second;
+    last_pool_host = svc.upstream_host;
+    last_pool_port = svc.upstream_port;
+    return *last_pool;
+  }
   // Access-log lines not written yet, and whether a flush is posted (see AccessLog).
   log::LineBatch log_batch;
   bool log_flush_posted = false;
@@ -174,6 +192,7 @@ class Gateway::Impl {
     if (w < workers_.size()) {
       FlushAccessLog(workers_[w]);
       workers_[w].idle.clear();
+      workers_[w].last_pool = nullptr;
       workers_[w].routes.reset();
       workers_[w].last_host.clear();
     }
@@ -623,14 +642,10 @@ void Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d
 }
 
 std::unique_ptr<Upstream> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc) {
-  ws.key.assign(svc.upstream_host);
-  ws.key.push_back(':');
-  ws.key.append(std::to_string(svc.upstream_port));
-  auto it = ws.idle.find(std::string_view(ws.key));
-  if (it == ws.idle.end()) return nullptr;
-  while (!it->second.empty()) {
-    std::unique_ptr<Upstream> c = std::move(it->second.back());
-    it->second.pop_back();
+  std::vector<std::unique_ptr<Upstream>>& pool = ws.PoolFor(svc);
+  while (!pool.empty()) {
+    std::unique_ptr<Upstream> c = std::move(pool.back());
+    pool.pop_back();
     // Always probed (one non-blocking recv): besides a close, it catches bytes the upstream
     // sent after its response, which would otherwise be read as the next request's response
     // (possibly another user's). A close after the probe is still retried by the caller.
@@ -643,17 +658,13 @@ std::unique_ptr<Upstream> Gateway::Impl::Acquire(WorkerState& ws, const ServiceE
 }
 
 void Gateway::Impl::Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Upstream> c) {
-  ws.key.assign(svc.upstream_host);
-  ws.key.push_back(':');
-  ws.key.append(std::to_string(svc.upstream_port));
-  auto it = ws.idle.find(std::string_view(ws.key));
-  if (it == ws.idle.end()) it = ws.idle.emplace(ws.key, std::vector<std::unique_ptr<Upstream>>()).first;
-  if (it->second.size() >= options_.max_idle_upstream_connections) {
+  std::vector<std::unique_ptr<Upstream>>& pool = ws.PoolFor(svc);
+  if (pool.size() >= options_.max_idle_upstream_connections) {
     c->Close();
     return;
   }
   c->stream.expires_never();
-  it->second.push_back(std::move(c));
+  pool.push_back(std::move(c));
 }
 
 asio::awaitable<bool> Gateway::Impl::Forward(http::Exchange& ex, LogInfo& li,

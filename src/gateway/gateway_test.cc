@@ -630,6 +630,39 @@ TEST_F(GatewayTest, KeepAliveReusesUpstreamConnection) {
   EXPECT_EQ(upstream_.connections(), 1u);
 }
 
+// Each worker keeps the pool it used last at hand: requests for services on different
+// upstreams, in turn on one connection, each reach their own upstream and reuse its pooled
+// connection.
+TEST_F(GatewayTest, ServicesOnDifferentUpstreamsUseTheirOwnPools) {
+  Upstream other;
+  auto t = MakeTable();
+  auto e = std::make_shared<ServiceEntry>();
+  e->name = "projects/p/locations/l/services/other";
+  e->upstream_host = "127.0.0.1";
+  e->upstream_port = other.port();
+  e->invoker_iam_disabled = true;
+  ASSERT_TRUE(t->Add("other.run.localhost", e));
+  routes_->Set(t);
+  RawClient c(port());
+  for (int i = 0; i < 6; ++i) {
+    std::string host = i % 2 == 0 ? "public.run.localhost" : "other.run.localhost";
+    auto r = Send(c, Get("/echo-" + std::to_string(i), "", host));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 200);
+  }
+  auto mine = upstream_.seen();
+  auto theirs = other.seen();
+  ASSERT_EQ(mine.size(), 3u);
+  ASSERT_EQ(theirs.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_TRUE(mine[i].head.starts_with("GET /echo-" + std::to_string(2 * i) + " ")) << mine[i].head;
+    EXPECT_TRUE(theirs[i].head.starts_with("GET /echo-" + std::to_string(2 * i + 1) + " "))
+        << theirs[i].head;
+  }
+  EXPECT_EQ(upstream_.connections(), 1u);
+  EXPECT_EQ(other.connections(), 1u);
+}
+
 TEST_F(GatewayTest, UpstreamFailuresMapTo502And504AndGatewayKeepsServing) {
   RawClient c(port());
   auto down = Send(
