@@ -655,7 +655,8 @@ TEST_F(GatewayTest, ServicesOnDifferentUpstreamsUseTheirOwnPools) {
   ASSERT_EQ(mine.size(), 3u);
   ASSERT_EQ(theirs.size(), 3u);
   for (int i = 0; i < 3; ++i) {
-    EXPECT_TRUE(mine[i].head.starts_with("GET /echo-" + std::to_string(2 * i) + " ")) << mine[i].head;
+    EXPECT_TRUE(mine[i].head.starts_with("GET /echo-" + std::to_string(2 * i) + " "))
+        << mine[i].head;
     EXPECT_TRUE(theirs[i].head.starts_with("GET /echo-" + std::to_string(2 * i + 1) + " "))
         << theirs[i].head;
   }
