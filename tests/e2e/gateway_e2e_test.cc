@@ -28,6 +28,7 @@
 #include <thread>
 
 #include "common/json.h"
+#include "common/time.h"
 #include "crypto/jwk.h"
 #include "crypto/jwt.h"
 #include "crypto/keys.h"
@@ -573,6 +574,31 @@ TEST_F(GatewayE2E, ConditionalBindingsFollowRequestTime) {
   MustOk(add, "addIamPolicyBinding with a condition");
   Sync(add.revision);
   ExpectForbiddenPage(CallWithToken(svc, IdToken(d, svc.uri), add.revision));
+}
+
+// A public grant bounded in time ends when its time does, with no policy change: the gateway
+// keeps the allUsers answer of a service only when no condition was evaluated to reach it.
+TEST_F(GatewayE2E, ExpiringPublicGrantEndsWithoutAPolicyChange) {
+  FakeUpstream up;
+  Service svc = NewService("hello", up);
+  auto until = std::chrono::system_clock::now() + std::chrono::seconds(2);
+  ApiResponse add = moat_->AddBinding(
+      svc.path, "allUsers", "roles/run.invoker",
+      "{\"title\":\"briefly\",\"expression\":\"request.time < timestamp(\\\"" +
+          FormatRfc3339(until) + "\\\")\"}");
+  MustOk(add, "addIamPolicyBinding for allUsers with a condition");
+  Sync(add.revision);
+  http::ClientResponse open = Call(svc, {.min_revision = add.revision});
+  EXPECT_EQ(open.status, 200) << Describe(open);
+  // Polled (the same snapshot throughout) until the bound passes; then refused.
+  int status = open.status;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (status == 200 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    status = Call(svc, {}).status;
+  }
+  EXPECT_EQ(status, 403);
+  EXPECT_GE(std::chrono::system_clock::now(), until);
 }
 
 // Google accepts timestamps up to 9999-12-31T23:59:59Z. A far-future bound must either work
