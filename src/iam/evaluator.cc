@@ -431,6 +431,7 @@ Decision Snapshot::Check(const PrincipalSet& principal, std::string_view resourc
         if (!b.role || !b.role->permissions.test(perm) || b.condition_invalid) continue;
         const Binding& src = p.source.bindings[e.binding];
         if (b.condition >= 0) {
+          d.time_dependent = true;
           if (!ctx_ready) {
             ResourceAttributes attrs = DescribeResource(resource);
             ctx = ConditionContext{now, resource, attrs.type, attrs.service};

@@ -106,6 +106,10 @@ struct Decision {
   std::string_view permission;   // static storage
   bool permission_known = true;  // false: the permission is not one Moat knows (always deny)
   BindingRef granted;            // meaningful when allowed
+  // A condition was evaluated on the way to this answer, so it may change with request.time.
+  // Otherwise the same snapshot gives the same answer for the same principal set, resource
+  // and permission at any time (what lets a caller keep it).
+  bool time_dependent = false;
   // Filled only when denied and Explain::kYes: at most kMaxClosest, most promising first.
   std::vector<ClosestBinding> closest;
   static constexpr size_t kMaxClosest = 10;

@@ -74,6 +74,33 @@ TEST(EvaluatorTest, DenialListsClosestBindingsMostPromisingFirst) {
   EXPECT_EQ(d.ToJson()["closest"].as_array()[0].as_object()["reason"], "CONDITION_FALSE");
   // Without Explain the denial carries no list (and does not allocate one).
   EXPECT_TRUE(snap->Check(ps, kSvc, "run.routes.invoke", Now()).closest.empty());
+  // The answer came after evaluating a condition: it may change with time.
+  EXPECT_TRUE(d.time_dependent);
+}
+
+// Whether a Decision may change with request.time: only when a condition was evaluated on
+// the way to it (the gateway keeps answers that are not).
+TEST(EvaluatorTest, DecisionsSayWhetherTheyDependOnTime) {
+  PolicyInputs in;
+  in.projects["p"] = P(R"J({"version":3,"bindings":[
+      {"role":"roles/run.invoker","members":["user:bob@example.com"]},
+      {"role":"roles/run.invoker","members":["user:carol@example.com"],"condition":{"title":"until","expression":"request.time < timestamp('2030-01-01T00:00:00Z')"}}]})J");
+  auto snap = Snapshot::Build(std::move(in));
+  auto check = [&](const Principal& p, TimePoint t) {
+    return snap->Check(snap->Resolve(p), kSvc, "run.routes.invoke", t);
+  };
+  Decision bob = check(Principal::User("bob@example.com"), Now());
+  EXPECT_TRUE(bob.allowed);
+  EXPECT_FALSE(bob.time_dependent);
+  Decision carol = check(Principal::User("carol@example.com"), Now());
+  EXPECT_TRUE(carol.allowed);
+  EXPECT_TRUE(carol.time_dependent);
+  Decision later = check(Principal::User("carol@example.com"), *ParseRfc3339("2031-01-01T00:00:00Z"));
+  EXPECT_FALSE(later.allowed);
+  EXPECT_TRUE(later.time_dependent);
+  Decision anyone = check(Principal::Anonymous(), Now());
+  EXPECT_FALSE(anyone.allowed);
+  EXPECT_FALSE(anyone.time_dependent);  // no binding lists allUsers: nothing was evaluated
 }
 
 TEST(EvaluatorTest, UnsupportedConditionsAndUnknownRolesNeverGrantAndAreReported) {

@@ -14,10 +14,15 @@ constexpr std::string_view kInvoke = "run.routes.invoke";
 
 // Per worker thread: the View in use and principal sets resolved against its IAM snapshot.
 struct ThreadCache {
+  const void* owner = nullptr;  // the LiveState the rest belongs to
   uint64_t generation = ~uint64_t{0};
   std::shared_ptr<const state::View> view;
   iam::PrincipalSet anonymous;
   std::unordered_map<std::string, iam::PrincipalSet> principals;  // member → set
+  // The last service whose allUsers answer did not depend on time (empty: none) and that
+  // answer, valid for this generation: a string compare instead of a policy check per request.
+  std::string public_service;
+  bool public_allowed = false;
 };
 
 }  // namespace
@@ -28,19 +33,32 @@ gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
   using gateway::TokenHeader;
   thread_local ThreadCache cache;
   uint64_t gen = live_.generation();
-  if (gen != cache.generation || !cache.view) {
+  if (gen != cache.generation || cache.owner != &live_ || !cache.view) {
+    cache.owner = &live_;
     cache.view = live_.Current();
     cache.generation = gen;
     cache.principals.clear();
     cache.anonymous = cache.view->iam->Resolve(iam::Principal::Anonymous());
+    cache.public_service.clear();
   }
   const state::View& view = *cache.view;
   if (req.service.invoker_iam_disabled) return GateDecision::Allow(TokenHeader::kNone, "");
   TimePoint now = clock_.Now();
   static const uint32_t invoke = *iam::PermissionIndex(kInvoke);
-  if (view.iam->Check(cache.anonymous, req.service.name, invoke, now).allowed) {
-    return GateDecision::Allow(TokenHeader::kNone, "allUsers");
+  bool is_public;
+  if (!cache.public_service.empty() && cache.public_service == req.service.name) {
+    is_public = cache.public_allowed;
+  } else {
+    iam::Decision anyone = view.iam->Check(cache.anonymous, req.service.name, invoke, now);
+    is_public = anyone.allowed;
+    if (anyone.time_dependent) {
+      cache.public_service.clear();  // a condition decided: ask again next time
+    } else {
+      cache.public_service = req.service.name;
+      cache.public_allowed = is_public;
+    }
   }
+  if (is_public) return GateDecision::Allow(TokenHeader::kNone, "allUsers");
 
   TokenHeader which = TokenHeader::kNone;
   const std::string* header = nullptr;
