@@ -95,7 +95,8 @@ TEST(EvaluatorTest, DecisionsSayWhetherTheyDependOnTime) {
   Decision carol = check(Principal::User("carol@example.com"), Now());
   EXPECT_TRUE(carol.allowed);
   EXPECT_TRUE(carol.time_dependent);
-  Decision later = check(Principal::User("carol@example.com"), *ParseRfc3339("2031-01-01T00:00:00Z"));
+  Decision later =
+      check(Principal::User("carol@example.com"), *ParseRfc3339("2031-01-01T00:00:00Z"));
   EXPECT_FALSE(later.allowed);
   EXPECT_TRUE(later.time_dependent);
   Decision anyone = check(Principal::Anonymous(), Now());

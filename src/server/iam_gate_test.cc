@@ -45,8 +45,8 @@ class IamGateTest : public ::testing::Test {
   }
   // A request without a token.
   gateway::GateDecision Decide(const gateway::ServiceEntry& svc) {
-    gateway::GateRequest r{svc,    "GET",   "/",           "h.run.localhost", headers_,
-                           nullptr, nullptr, "127.0.0.1:1", "req"};
+    gateway::GateRequest r{svc,     "GET",         "/",  "h.run.localhost", headers_, nullptr,
+                           nullptr, "127.0.0.1:1", "req"};
     return gate_.Decide(r);
   }
 
@@ -54,8 +54,7 @@ class IamGateTest : public ::testing::Test {
   state::LiveState live_{store_};
   FakeClock clock_;
   identity::Verifier verifier_{identity::VerifierOptions{},
-                               identity::VerifierDeps{.clock = &clock_,
-                                                      .directory = [this] {
+                               identity::VerifierDeps{.clock = &clock_, .directory = [this] {
                                                         return live_.Current()->directory;
                                                       }}};
   IamGate gate_{live_, verifier_, clock_};
