@@ -30,7 +30,7 @@ bool IsGoogleApisAudience(std::string_view aud) {
 Authenticator MakeVerifierAuthenticator(identity::Verifier& verifier) {
   return [&verifier](const http::Request& req) -> Result<Caller> {
     Caller caller;
-    const std::string* header = req.headers.Find("Authorization");
+    const std::string_view* header = req.headers.Find("Authorization");
     if (!header || header->empty()) return caller;  // anonymous
     if (req.headers.Count("Authorization") > 1) {
       return Unauthenticated("request has more than one `Authorization` header");

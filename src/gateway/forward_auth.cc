@@ -24,7 +24,7 @@ std::string_view Trim(std::string_view s) {
 // The value of the first of `primary` / `fallback` that is present. False when the chosen name
 // appears more than once (an ambiguous question is refused, never guessed).
 bool OneOf(const http::Headers& h, std::string_view primary, std::string_view fallback,
-           const std::string** out) {
+           const std::string_view** out) {
   *out = nullptr;
   for (std::string_view name : {primary, fallback}) {
     size_t n = h.Count(name);
@@ -169,9 +169,9 @@ asio::awaitable<bool> ForwardAuth::Impl::Handle(http::Exchange& ex) {
   Outcome o;
   o.client = OriginalClient(h);
 
-  const std::string* host = nullptr;
-  const std::string* method = nullptr;
-  const std::string* uri = nullptr;
+  const std::string_view* host = nullptr;
+  const std::string_view* method = nullptr;
+  const std::string_view* uri = nullptr;
   bool unique = OneOf(h, "x-forwarded-host", "x-original-host", &host) &&
                 OneOf(h, "x-forwarded-method", "x-original-method", &method) &&
                 OneOf(h, "x-forwarded-uri", "x-original-uri", &uri);

@@ -35,7 +35,7 @@ class FakeGate : public Gate {
                       std::string(r.host), std::string(r.remote_addr), std::string(r.request_id)});
     }
     if (r.service.invoker_iam_disabled) return GateDecision::Allow(TokenHeader::kNone, "");
-    const std::string* tok =
+    const std::string_view* tok =
         r.serverless_authorization ? r.serverless_authorization : r.authorization;
     TokenHeader th = r.serverless_authorization ? TokenHeader::kServerlessAuthorization
                                                 : TokenHeader::kAuthorization;

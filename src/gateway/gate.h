@@ -39,8 +39,8 @@ struct GateRequest {
   std::string_view target;  // origin-form, query included
   std::string_view host;
   const http::Headers& headers;
-  const std::string* authorization;             // nullptr when absent
-  const std::string* serverless_authorization;  // nullptr when absent
+  const std::string_view* authorization;             // nullptr when absent
+  const std::string_view* serverless_authorization;  // nullptr when absent
   std::string_view remote_addr;                 // "ip:port"
   std::string_view request_id;
 };

@@ -449,7 +449,7 @@ asio::awaitable<bool> Gateway::Impl::AwaitActivation(http::Exchange& ex, Activat
 asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
   WorkerState& ws = workers_[ex.worker];
   LogInfo li;
-  if (const std::string* min_rev = ex.head.headers.Find(FieldId::kXMoatMinRevision)) {
+  if (const std::string_view* min_rev = ex.head.headers.Find(FieldId::kXMoatMinRevision)) {
     int status = co_await AwaitMinRevision(ex, *min_rev, li);
     if (status != 0) {
       co_return co_await Reply(ex, li, status, ErrorPage(status), status != 400);
@@ -492,8 +492,8 @@ asio::awaitable<bool> Gateway::Impl::Handle(http::Exchange& ex) {
 
   const http::Headers& h = ex.head.headers;
   // The credential fields, in one pass.
-  const std::string* authorization = nullptr;
-  const std::string* serverless = nullptr;
+  const std::string_view* authorization = nullptr;
+  const std::string_view* serverless = nullptr;
   bool repeated = false;
   for (const http::Field& f : h) {
     if (f.id == FieldId::kAuthorization) {

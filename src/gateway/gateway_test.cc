@@ -264,7 +264,7 @@ class FakeGate : public Gate {
   GateDecision Decide(const GateRequest& r) override {
     ++calls;
     if (r.service.invoker_iam_disabled) return GateDecision::Allow(TokenHeader::kNone, "");
-    const std::string* tok =
+    const std::string_view* tok =
         r.serverless_authorization ? r.serverless_authorization : r.authorization;
     TokenHeader th = r.serverless_authorization ? TokenHeader::kServerlessAuthorization
                                                 : TokenHeader::kAuthorization;
@@ -1568,7 +1568,7 @@ TEST_F(GatewayTest, HopByHopResponseFieldsAreDroppedAndSetCookiesKeptInOrder) {
   EXPECT_EQ(r->head.headers.Get("X-Mid"), "m");
   std::vector<std::string> cookies;
   for (const http::Field& f : r->head.headers) {
-    if (http::IEquals(f.name, "set-cookie")) cookies.push_back(f.value);
+    if (http::IEquals(f.name, "set-cookie")) cookies.push_back(std::string(f.value));
   }
   EXPECT_EQ(cookies, (std::vector<std::string>{"a=1; Path=/", "b=2, c=3", "d=4"}));
 }

@@ -126,9 +126,13 @@ const char* FieldLineError(std::string_view line) {
 }
 
 // Parses "name: value" lines up to the blank line.
-bool ParseFields(std::string_view raw, size_t pos, Headers* headers, const HeadLimits& limits,
+bool ParseFields(std::string_view head, size_t start, Headers* headers, const HeadLimits& limits,
                  ParseError* err, int status, int too_many_status) {
   headers->Reserve(8);  // one allocation for a typical head, none once recycled
+  // The field lines are copied into the Headers in one piece, and parsed there: the fields
+  // are views into that copy.
+  const std::string_view raw = headers->CopyBlock(head.substr(start));
+  size_t pos = 0;
   const size_t n = raw.size();
   for (;;) {
     if (n - pos >= 2 && raw[pos] == '\r' && raw[pos + 1] == '\n') {
@@ -164,7 +168,7 @@ bool ParseFields(std::string_view raw, size_t pos, Headers* headers, const HeadL
       *err = {too_many_status, "too many header fields"};
       return false;
     }
-    headers->AddCopy(name, value);
+    headers->AddView(name, value);
     pos = end + 2;
   }
   if (pos != n) {
@@ -178,9 +182,9 @@ bool ParseFields(std::string_view raw, size_t pos, Headers* headers, const HeadL
 // and how many there are.
 struct FramingFields {
   struct Seen {
-    const std::string* first = nullptr;
+    const std::string_view* first = nullptr;
     size_t count = 0;
-    void Add(const std::string& v) {
+    void Add(const std::string_view& v) {
       if (count++ == 0) first = &v;
     }
   };
@@ -223,7 +227,7 @@ bool ParseContentLength(const FramingFields::Seen& cl, uint64_t* out, ParseError
     *err = {status, "duplicate content-length"};
     return false;
   }
-  const std::string& v = *cl.first;
+  std::string_view v = *cl.first;
   if (v.empty() || v.size() > 19) {
     *err = {status, "invalid content-length"};
     return false;
@@ -272,6 +276,13 @@ std::string_view ConnectionOptions(const Headers& h, const FramingFields::Seen& 
 bool KeepAlive(std::string_view connection, int version_minor) {
   if (HasToken(connection, "close")) return false;
   return version_minor == 1 || HasToken(connection, "keep-alive");
+}
+
+// *s = v, reusing s's storage: clear + append, a plain copy (assign's general replace path,
+// which allows for overlap, costs several times as much for short strings).
+void CopyInto(std::string* s, std::string_view v) {
+  s->clear();
+  s->append(v);
 }
 
 bool StartsWithI(std::string_view s, std::string_view prefix) {
@@ -328,13 +339,13 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
   if (hosts > 1) return {400, "duplicate host"};
   if (hosts == 0 && out->version_minor == 1) return {400, "missing host"};
   if (hosts == 1) {
-    out->host.assign(*ff.host.first);
+    CopyInto(&out->host, *ff.host.first);
     if (!IsValidHost(out->host)) return {400, "invalid host"};
   }
 
   if (method == "CONNECT") return {501, "connect is not supported"};
   if (target.front() == '/') {
-    out->target.assign(target);
+    CopyInto(&out->target, target);
   } else if (target == "*") {
     if (method != "OPTIONS") return {400, "asterisk-form target without OPTIONS"};
     out->target = "*";
@@ -348,7 +359,7 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
       if (!IsValidHost(out->host)) return {400, "invalid host"};
       // What Moat routes on (host) must be what it forwards: give the fields the Host the
       // rewritten origin-form target no longer carries.
-      out->headers.AddCopy("Host", authority);
+      out->headers.Add("Host", authority);
       ff = ScanFramingFields(h);  // adding a field may have moved the others
     } else if (!IEquals(authority, out->host)) {
       return {400, "request target authority differs from host"};
@@ -358,7 +369,7 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
   } else {
     return {400, "invalid request target"};
   }
-  out->method.assign(method);
+  CopyInto(&out->method, method);
 
   bool has_te = ff.transfer_encoding.count > 0;
   bool has_cl = ff.content_length.count > 0;
@@ -414,7 +425,7 @@ ParseError ParseResponseHead(std::string_view raw, std::string_view request_meth
     for (unsigned char c : line.substr(13)) {
       if (!IsFieldValueChar(c)) return {502, "control character in reason phrase"};
     }
-    out->reason.assign(line.substr(13));
+    CopyInto(&out->reason, line.substr(13));
   }
   out->status = status;
   if (!ParseFields(raw, pos, &out->headers, limits, &err, 502, 502)) return err;

@@ -554,7 +554,7 @@ TEST(HttpMessage, FieldIdsFollowTheNameInAnyCase) {
   Headers x;
   x.Add("X-Forwarded-For", "1.2.3.4");
   x.Add("Traceparent", "t");
-  x.AddCopy("X-Moat-Min-Revision", "7");
+  x.Add("X-Moat-Min-Revision", "7");
   EXPECT_EQ(x.Remove("x-forwarded-for"), 1u);
   EXPECT_EQ(x.Get(FieldId::kTraceparent), "t");
   EXPECT_EQ(x.Get(FieldId::kXMoatMinRevision), "7");
@@ -565,9 +565,63 @@ TEST(HttpMessage, FieldIdsFollowTheNameInAnyCase) {
   Headers copy = x;
   EXPECT_EQ(copy.Get(FieldId::kXMoatMinRevision), "7");
   x.Recycle();
-  x.AddCopy("Server", "s");  // into the slot that held X-Moat-Min-Revision or Traceparent
+  x.Add("Server", "s");
   EXPECT_EQ(x.Find(FieldId::kXMoatMinRevision), nullptr);
   EXPECT_EQ(x.Find(FieldId::kTraceparent), nullptr);
+}
+
+// Fields are views into bytes the Headers owns: they survive the input they were parsed
+// from, copies and moves (short fields too, whose strings would otherwise be moved inline),
+// and Set with a value taken from the field it replaces.
+TEST(HttpMessage, HeadersOwnTheBytesTheirFieldsView) {
+  RequestHead h;
+  {
+    std::string raw = "GET / HTTP/1.1\r\nHost: a\r\nX-A: " + std::string(300, 'v') +
+                      "\r\nX-B: b\r\n\r\n";
+    ASSERT_FALSE(ParseRequestHead(raw, &h));
+    std::fill(raw.begin(), raw.end(), '#');  // the input is gone
+  }
+  EXPECT_EQ(h.headers.Get("x-a"), std::string(300, 'v'));
+  EXPECT_EQ(h.headers.Get("x-b"), "b");
+  Headers copy = h.headers;
+  Headers moved = std::move(h.headers);
+  // A moved-from Headers is empty and can be parsed into again.
+  EXPECT_TRUE(h.headers.empty());
+  ASSERT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nHost: c\r\nX-C: c\r\n\r\n", &h));
+  EXPECT_EQ(h.headers.Get("x-c"), "c");
+  Headers moved_again;
+  moved_again = std::move(h.headers);
+  ASSERT_FALSE(ParseRequestHead("GET / HTTP/1.1\r\nHost: d\r\n\r\n", &h));
+  EXPECT_EQ(h.headers.Get("host"), "d");
+  EXPECT_EQ(moved_again.Get("x-c"), "c");
+  EXPECT_EQ(moved.Get("x-b"), "b");
+  EXPECT_EQ(moved.Get(FieldId::kHost), "a");
+  EXPECT_EQ(copy.Get("x-a"), std::string(300, 'v'));
+
+  Headers small;
+  for (int i = 0; i < 40; ++i) small.Add("N" + std::to_string(i), std::to_string(i));
+  Headers small_moved = std::move(small);
+  Headers assigned;
+  assigned = std::move(small_moved);
+  ASSERT_EQ(assigned.size(), 40u);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(assigned.Get("n" + std::to_string(i)), std::to_string(i));
+  }
+  assigned.Set("N7", assigned.Get("N8"));  // a value viewing a field still there
+  assigned.Set("N8", assigned.Get("N8"));  // a value viewing the field it replaces
+  EXPECT_EQ(assigned.Get("n7"), "8");
+  EXPECT_EQ(assigned.Get("n8"), "8");
+  EXPECT_EQ(assigned.Count("n8"), 1u);
+
+  // One RequestHead parsing heads of growing and shrinking sizes: each parse's fields are
+  // its own.
+  for (size_t len : {10, 2000, 5, 70000, 3, 9000, 1}) {
+    std::string v(len, 'x');
+    ParseError e = ParseRequestHead("GET / HTTP/1.1\r\nHost: h\r\nX-V: " + v + "\r\n\r\n", &h);
+    ASSERT_FALSE(e) << len << " " << e.reason;
+    EXPECT_EQ(h.headers.Get("x-v"), v);
+    EXPECT_EQ(h.host, "h");
+  }
 }
 
 TEST(HttpMessage, BearerTokenTakesOnlyTheBearerScheme) {

@@ -260,73 +260,93 @@ FieldId IdentifyField(std::string_view n) {
   return FieldId::kOther;
 }
 
-const std::string* Headers::Find(std::string_view name) const {
-  for (const Field& f : *this) {
+const std::string_view* Headers::Find(std::string_view name) const {
+  for (const Field& f : fields_) {
     if (IEquals(f.name, name)) return &f.value;
   }
   return nullptr;
 }
 
 std::string_view Headers::Get(std::string_view name) const {
-  const std::string* v = Find(name);
-  return v ? std::string_view(*v) : std::string_view();
+  const std::string_view* v = Find(name);
+  return v ? *v : std::string_view();
 }
 
 size_t Headers::Count(std::string_view name) const {
   size_t n = 0;
-  for (const Field& f : *this) n += IEquals(f.name, name) ? 1 : 0;
+  for (const Field& f : fields_) n += IEquals(f.name, name) ? 1 : 0;
   return n;
 }
 
-void Headers::Add(std::string name, std::string value) {
-  FieldId id = IdentifyField(name);
-  if (size_ < fields_.size()) {
-    fields_[size_] = Field{std::move(name), std::move(value), id};
-  } else {
-    fields_.push_back(Field{std::move(name), std::move(value), id});
+Headers& Headers::operator=(const Headers& o) {
+  if (this == &o) return *this;
+  size_t total = 0;
+  for (const Field& f : o.fields_) total += f.name.size() + f.value.size();
+  std::vector<Field> fields;
+  fields.reserve(o.fields_.size());
+  std::unique_ptr<char[]> block(total > 0 ? new char[total] : nullptr);
+  char* p = block.get();
+  for (const Field& f : o.fields_) {
+    std::string_view name(p, f.name.size());
+    p = std::copy(f.name.begin(), f.name.end(), p);
+    std::string_view value(p, f.value.size());
+    p = std::copy(f.value.begin(), f.value.end(), p);
+    fields.push_back(Field{name, value, f.id});
   }
-  ++size_;
+  fields_ = std::move(fields);
+  block_ = std::move(block);
+  block_capacity_ = total;
+  owned_.clear();
+  return *this;
 }
 
-void Headers::AddCopy(std::string_view name, std::string_view value) {
-  FieldId id = IdentifyField(name);
-  if (size_ < fields_.size()) {
-    Field& f = fields_[size_];
-    // clear + append: a plain copy into the kept storage (assign's general replace path,
-    // which allows for overlap, costs about three times as much for short strings).
-    f.name.clear();
-    f.name.append(name);
-    f.value.clear();
-    f.value.append(value);
-    f.id = id;
-  } else {
-    fields_.push_back(Field{std::string(name), std::string(value), id});
-  }
-  ++size_;
+void Headers::Add(std::string_view name, std::string_view value) {
+  std::string& s = owned_.emplace_back();
+  s.reserve(name.size() + value.size());
+  s.append(name);
+  s.append(value);
+  std::string_view bytes = s;
+  fields_.push_back(
+      Field{bytes.substr(0, name.size()), bytes.substr(name.size()), IdentifyField(name)});
+}
+
+void Headers::Clear() {
+  fields_.clear();
+  if (!owned_.empty()) owned_.clear();  // (clearing an empty deque still walks its map)
 }
 
 void Headers::Recycle() {
+  Clear();
   constexpr size_t kMaxKept = 8 * 1024;
-  for (size_t i = 0; i < size_; ++i) {
-    Field& f = fields_[i];
-    if (f.name.capacity() + f.value.capacity() > kMaxKept) f = Field{};
+  if (block_capacity_ > kMaxKept) {
+    block_.reset();
+    block_capacity_ = 0;
   }
-  size_ = 0;
 }
 
-void Headers::Set(std::string_view name, std::string value) {
+std::string_view Headers::CopyBlock(std::string_view bytes) {
+  Clear();
+  if (bytes.size() > block_capacity_) {
+    // Room to grow a little, so heads of slightly varying size settle on one block.
+    size_t cap = std::max(bytes.size(), std::min<size_t>(2 * block_capacity_, 64 * 1024));
+    block_.reset(new char[cap]);
+    block_capacity_ = cap;
+  }
+  std::copy(bytes.begin(), bytes.end(), block_.get());
+  return {block_.get(), bytes.size()};
+}
+
+void Headers::Set(std::string_view name, std::string_view value) {
+  // (`name` or `value` may view a field about to be removed: Remove keeps the bytes.)
   Remove(name);
-  Add(std::string(name), std::move(value));
+  Add(name, value);
 }
 
 size_t Headers::Remove(std::string_view name) {
-  auto first = fields_.begin();
-  auto last = first + static_cast<std::ptrdiff_t>(size_);
-  // Kept fields move behind the live ones (std::remove would leave moved-from strings).
-  auto kept = std::stable_partition(first, last,
+  auto kept = std::stable_partition(fields_.begin(), fields_.end(),
                                     [&](const Field& f) { return !IEquals(f.name, name); });
-  size_t removed = static_cast<size_t>(last - kept);
-  size_ -= removed;
+  size_t removed = static_cast<size_t>(fields_.end() - kept);
+  fields_.erase(kept, fields_.end());
   return removed;
 }
 

@@ -6,6 +6,8 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -64,86 +66,99 @@ enum class FieldId : uint8_t {
 FieldId IdentifyField(std::string_view name);
 
 struct Field {
-  std::string name;
-  std::string value;
-  FieldId id = FieldId::kOther;  // IdentifyField(name), kept in step by Headers
+  std::string_view name;  // into the Headers' storage (see Headers)
+  std::string_view value;
+  FieldId id = FieldId::kOther;  // IdentifyField(name)
 };
 
 // An ordered multimap of header fields; lookups ignore ASCII case of names.
 //
-// Fields past size() are kept, not destroyed, by Recycle/Remove/Clear: a parser that fills one
-// Headers per connection reuses their strings and stops allocating once they have grown.
+// Names and values are views into storage the Headers owns: a parsed head is copied into it
+// in one piece (CopyBlock, then AddView for each field), and a field added with Add or Set gets
+// its own copy. The views stay valid until the Headers is cleared, recycled, refilled with
+// CopyBlock, assigned to or destroyed — moving a Headers keeps them valid. A parser that fills
+// one Headers per connection reuses the block and stops allocating once it has grown.
 class Headers {
  public:
   Headers() = default;
-  // Copies and moves carry the fields, not the kept storage.
-  Headers(const Headers& o) : fields_(o.begin(), o.end()), size_(o.size_) {}
-  Headers& operator=(const Headers& o) {
-    if (this != &o) {
-      fields_.assign(o.begin(), o.end());
-      size_ = o.size_;
-    }
-    return *this;
-  }
-  Headers(Headers&& o) noexcept : fields_(std::move(o.fields_)), size_(o.size_) {
+  Headers(const Headers& o) { *this = o; }
+  Headers& operator=(const Headers& o);  // copies the fields into one block of its own
+  Headers(Headers&& o) noexcept
+      : fields_(std::move(o.fields_)),
+        block_(std::move(o.block_)),
+        block_capacity_(std::exchange(o.block_capacity_, 0)),
+        owned_(std::move(o.owned_)) {
     o.fields_.clear();
-    o.size_ = 0;
+    o.owned_.clear();
   }
   Headers& operator=(Headers&& o) noexcept {
     if (this != &o) {
       fields_ = std::move(o.fields_);
-      size_ = o.size_;
+      block_ = std::move(o.block_);
+      block_capacity_ = std::exchange(o.block_capacity_, 0);
+      owned_ = std::move(o.owned_);
       o.fields_.clear();
-      o.size_ = 0;
+      o.owned_.clear();
     }
     return *this;
   }
 
   // The first value of `name`, or nullptr.
-  const std::string* Find(std::string_view name) const;
+  const std::string_view* Find(std::string_view name) const;
   // The first value of `name`, or "".
   std::string_view Get(std::string_view name) const;
   bool Has(std::string_view name) const { return Find(name) != nullptr; }
   size_t Count(std::string_view name) const;
   // The same by id (not kOther, kXMoat or kXGoogle, which stand for many names).
-  const std::string* Find(FieldId id) const {
-    for (const Field& f : *this) {
+  const std::string_view* Find(FieldId id) const {
+    for (const Field& f : fields_) {
       if (f.id == id) return &f.value;
     }
     return nullptr;
   }
   std::string_view Get(FieldId id) const {
-    const std::string* v = Find(id);
-    return v ? std::string_view(*v) : std::string_view();
+    const std::string_view* v = Find(id);
+    return v ? *v : std::string_view();
   }
   size_t Count(FieldId id) const {
     size_t n = 0;
-    for (const Field& f : *this) n += f.id == id ? 1 : 0;
+    for (const Field& f : fields_) n += f.id == id ? 1 : 0;
     return n;
   }
-  void Add(std::string name, std::string value);
+  // Appends a field, copying its name and value.
+  void Add(std::string_view name, std::string_view value);
   // Replaces every field called `name` with one field.
-  void Set(std::string_view name, std::string value);
+  void Set(std::string_view name, std::string_view value);
   // Removes every field called `name`; returns how many were removed.
   size_t Remove(std::string_view name);
-  void Clear() { size_ = 0; }
-  // Clear, for a parser about to fill the same Headers again; lets go of unusually large
-  // fields rather than keeping them for the connection's whole life.
+  void Clear();
+  // Clear, for a parser about to fill the same Headers again: keeps the block unless it is
+  // unusually large, rather than holding that for the connection's whole life.
   void Recycle();
-  // Add, copying into a kept field's storage when there is one.
-  void AddCopy(std::string_view name, std::string_view value);
+
+  // For parsers: clears the Headers, copies `bytes` (a head's field lines) into its block and
+  // returns the copy, whose pieces AddView then takes as fields without copying them again.
+  std::string_view CopyBlock(std::string_view bytes);
+  // Appends a field whose name and value lie in what the last CopyBlock returned.
+  void AddView(std::string_view name, std::string_view value) {
+    fields_.push_back(Field{name, value, IdentifyField(name)});
+  }
   void Reserve(size_t n) { fields_.reserve(n); }
 
-  size_t size() const { return size_; }
-  bool empty() const { return size_ == 0; }
+  size_t size() const { return fields_.size(); }
+  bool empty() const { return fields_.empty(); }
   std::vector<Field>::const_iterator begin() const { return fields_.begin(); }
-  std::vector<Field>::const_iterator end() const {
-    return fields_.begin() + static_cast<std::ptrdiff_t>(size_);
-  }
+  std::vector<Field>::const_iterator end() const { return fields_.end(); }
 
  private:
-  std::vector<Field> fields_;  // [0, size_) are the fields; the rest is kept storage
-  size_t size_ = 0;
+  std::vector<Field> fields_;
+  // The bytes of a parsed head (CopyBlock) or of a copied Headers: a heap block, so moving
+  // the Headers does not move it.
+  std::unique_ptr<char[]> block_;
+  size_t block_capacity_ = 0;
+  // The bytes of fields added one by one, one string each ("name" + "value"): a deque does not
+  // move its elements as it grows or when it is moved, so views into them stay valid.
+  std::deque<std::string> owned_;
 };
 
 // How a message body is delimited (RFC 9112 §6.3).

@@ -61,7 +61,7 @@ gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
   if (is_public) return GateDecision::Allow(TokenHeader::kNone, "allUsers");
 
   TokenHeader which = TokenHeader::kNone;
-  const std::string* header = nullptr;
+  const std::string_view* header = nullptr;
   if (req.serverless_authorization) {
     which = TokenHeader::kServerlessAuthorization;
     header = req.serverless_authorization;

@@ -68,7 +68,7 @@ int64_t NowUnix() {
 
 std::string Describe(const http::ClientResponse& r) {
   std::string s = std::to_string(r.status);
-  for (const auto& f : r.headers) s += "\n  " + f.name + ": " + f.value;
+  for (const auto& f : r.headers) s += "\n  " + std::string(f.name) + ": " + std::string(f.value);
   return s + "\n" + r.body;
 }
 
