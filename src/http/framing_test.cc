@@ -576,8 +576,8 @@ TEST(HttpMessage, FieldIdsFollowTheNameInAnyCase) {
 TEST(HttpMessage, HeadersOwnTheBytesTheirFieldsView) {
   RequestHead h;
   {
-    std::string raw = "GET / HTTP/1.1\r\nHost: a\r\nX-A: " + std::string(300, 'v') +
-                      "\r\nX-B: b\r\n\r\n";
+    std::string raw =
+        "GET / HTTP/1.1\r\nHost: a\r\nX-A: " + std::string(300, 'v') + "\r\nX-B: b\r\n\r\n";
     ASSERT_FALSE(ParseRequestHead(raw, &h));
     std::fill(raw.begin(), raw.end(), '#');  // the input is gone
   }
