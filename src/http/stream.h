@@ -240,6 +240,8 @@ asio::awaitable<error_code> Connect(Stream& s, const std::string& host, uint16_t
 
 // Per-thread fast random ids (seeded from the CSPRNG): 16 lowercase hex digits.
 std::string NewRequestId();
+// The 16 lowercase hex digits of `v`, most significant first, at out[0, 16).
+void PutHex64(char* out, uint64_t v);
 
 // How many reads so far, in this process, called recv(2) and found nothing to read (EAGAIN).
 // For tests and benchmarks: a drained socket should be waited on, not read.

@@ -238,3 +238,35 @@ TEST(HttpReadHead, EmptyLinesBeforeARequestLineArePartOfTheHead) {
 
 }  // namespace
 }  // namespace moat::http
+
+namespace moat::http {
+namespace {
+
+// Request ids and traceparents are written with PutHex64: every nibble value at every
+// position, against snprintf.
+TEST(HttpIds, HexDigitsMatchPrintf) {
+  std::vector<uint64_t> values = {0, ~uint64_t{0}, 0x0123456789abcdefULL, 0xfedcba9876543210ULL,
+                                  0x8000000000000001ULL};
+  for (int pos = 0; pos < 16; ++pos) {
+    for (uint64_t nib = 0; nib < 16; ++nib) values.push_back(nib << (4 * pos));
+  }
+  uint64_t x = 0x9e3779b97f4a7c15ULL;
+  for (int i = 0; i < 1000; ++i) values.push_back(x = x * 6364136223846793005ULL + 1442695040888963407ULL);
+  for (uint64_t v : values) {
+    char got[17] = {};
+    char want[17];
+    PutHex64(got, v);
+    std::snprintf(want, sizeof want, "%016llx", static_cast<unsigned long long>(v));
+    ASSERT_STREQ(got, want);
+  }
+  for (int i = 0; i < 100; ++i) {
+    std::string id = NewRequestId();
+    ASSERT_EQ(id.size(), 16u);
+    ASSERT_EQ(id.find_first_not_of("0123456789abcdef"), std::string::npos) << id;
+    TraceparentValue t = Traceparent("");
+    ASSERT_TRUE(IsValidTraceparent(t.view())) << t.view();
+  }
+}
+
+}  // namespace
+}  // namespace moat::http
