@@ -251,7 +251,8 @@ TEST(HttpIds, HexDigitsMatchPrintf) {
     for (uint64_t nib = 0; nib < 16; ++nib) values.push_back(nib << (4 * pos));
   }
   uint64_t x = 0x9e3779b97f4a7c15ULL;
-  for (int i = 0; i < 1000; ++i) values.push_back(x = x * 6364136223846793005ULL + 1442695040888963407ULL);
+  for (int i = 0; i < 1000; ++i)
+    values.push_back(x = x * 6364136223846793005ULL + 1442695040888963407ULL);
   for (uint64_t v : values) {
     char got[17] = {};
     char want[17];
