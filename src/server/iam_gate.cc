@@ -14,7 +14,7 @@ constexpr std::string_view kInvoke = "run.routes.invoke";
 
 // Per worker thread: the View in use and principal sets resolved against its IAM snapshot.
 struct ThreadCache {
-  const void* owner = nullptr;  // the LiveState the rest belongs to
+  uint64_t owner = 0;  // LiveState::instance() of the LiveState the rest belongs to
   uint64_t generation = ~uint64_t{0};
   std::shared_ptr<const state::View> view;
   iam::PrincipalSet anonymous;
@@ -33,8 +33,8 @@ gateway::GateDecision IamGate::Decide(const gateway::GateRequest& req) {
   using gateway::TokenHeader;
   thread_local ThreadCache cache;
   uint64_t gen = live_.generation();
-  if (gen != cache.generation || cache.owner != &live_ || !cache.view) {
-    cache.owner = &live_;
+  if (gen != cache.generation || cache.owner != live_.instance() || !cache.view) {
+    cache.owner = live_.instance();
     cache.view = live_.Current();
     cache.generation = gen;
     cache.principals.clear();

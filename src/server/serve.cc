@@ -330,7 +330,7 @@ int RunServe(const ServeOptions& in) {
   vopts.api_origin = opt.api_url;
   identity::VerifierDeps vdeps;
   vdeps.clock = &clock;
-  vdeps.directory = [&live] { return live.Current()->directory; };
+  vdeps.directory = [&live] { return live.CurrentForThisThread()->directory; };
   vdeps.signing_keys = &signing;
   vdeps.system_keys = &system_keys;
   vdeps.fetcher = &fetcher;

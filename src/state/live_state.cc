@@ -103,7 +103,12 @@ Result<std::vector<ServiceSpec>> LoadServices(
   return out;
 }
 
-LiveState::LiveState(store::Store& store) : store_(store) {}
+namespace {
+std::atomic<uint64_t> next_instance{1};
+}  // namespace
+
+LiveState::LiveState(store::Store& store)
+    : store_(store), instance_(next_instance.fetch_add(1, std::memory_order_relaxed)) {}
 
 LiveState::~LiveState() { Stop(); }
 
@@ -171,6 +176,23 @@ void LiveState::Stop() {
   }
   if (thread_.joinable()) thread_.join();
   hold_.Reset();
+}
+
+const std::shared_ptr<const View>& LiveState::CurrentForThisThread() const {
+  thread_local struct {
+    uint64_t instance = 0;
+    uint64_t generation = 0;
+    std::shared_ptr<const View> view;
+  } cache;
+  // Publish stores the View before it moves the generation: a View loaded after reading
+  // generation g is at least as new as g (if newer, the next call loads it again).
+  uint64_t g = generation();
+  if (cache.instance != instance_ || cache.generation != g || !cache.view) {
+    cache.view = Current();
+    cache.generation = g;
+    cache.instance = instance_;
+  }
+  return cache.view;
 }
 
 void LiveState::Publish(std::shared_ptr<const View> view) {

@@ -79,6 +79,12 @@ class LiveState {
     std::lock_guard lock(view_mu_);
     return view_;
   }
+  // The current View as this thread last loaded it, reloaded only when generation() has
+  // moved: no lock and no reference counting on a hot path. The thread keeps that View alive
+  // until it next calls this after a publish.
+  const std::shared_ptr<const View>& CurrentForThisThread() const;
+  // Unique among the LiveStates of this process, for per-thread caches keyed by generation().
+  uint64_t instance() const { return instance_; }
   // Incremented by every publish: hot paths keep a per-thread copy of the View and reload it
   // only when this moves (one relaxed-cost atomic load instead of a shared_ptr copy).
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
@@ -107,6 +113,9 @@ class LiveState {
   std::shared_ptr<const View> view_;  // guarded by view_mu_
   std::atomic<uint64_t> generation_{0};
   std::atomic<uint64_t> reloads_{0};
+  // Unique per LiveState of the process (an address may be reused by the next one): what
+  // per-thread caches of a View are keyed by, with the generation.
+  const uint64_t instance_;
   store::Subscription subscription_;
   // Keeps the store from compacting the changes after cursor_ (advanced as they are applied),
   // so a slow follower catches up from the feed; only a follower further behind than

@@ -342,3 +342,32 @@ TEST(StateLive, HoldSurvivesAutomaticCompactionWithTinyRetention) {
 
 }  // namespace
 }  // namespace moat::state
+
+namespace moat::state {
+namespace {
+
+// The per-thread View follows publishes, and never hands one LiveState's View to another —
+// not even to one built at the same address after the first is gone.
+TEST(StateLive, ThePerThreadViewFollowsPublishesAndItsOwnLiveState) {
+  for (int i = 0; i < 3; ++i) {
+    store::MemoryStore store;
+    const std::string name = "projects/p/locations/us-central1/services/s" + std::to_string(i);
+    std::string doc = kService;
+    auto put = store.Put(store::Collection::kServices, name, doc);
+    ASSERT_TRUE(put);
+    auto live = std::make_unique<LiveState>(store);
+    ASSERT_TRUE(live->Start());
+    ASSERT_TRUE(live->WaitForRevision(put->revision, std::chrono::seconds(5)));
+    const auto& view = live->CurrentForThisThread();
+    EXPECT_EQ(view.get(), live->Current().get());
+    auto setting = store.Put(store::Collection::kSettings, "x", "{}");
+    ASSERT_TRUE(setting);
+    ASSERT_TRUE(live->WaitForRevision(setting->revision, std::chrono::seconds(5)));
+    EXPECT_EQ(live->CurrentForThisThread().get(), live->Current().get());
+    EXPECT_GE(live->CurrentForThisThread()->revision, setting->revision);
+    live->Stop();
+  }
+}
+
+}  // namespace
+}  // namespace moat::state
