@@ -8,7 +8,8 @@
 # and each moat (`serve --threads 1 [--no-access-log]`, a private service fronting the upstream,
 # called with a valid ID token; CPU 0). Every round runs wrk (1 thread, C connections,
 # D seconds, CPU 1) against nginx, A and B in turn. Per run: p99, req/s, and the CPU time of
-# the layer under test per request (total, user, system) from /proc/PID/stat; then the means.
+# the layer under test per request (total, user, system) and of the upstream's worker, from
+# /proc/PID/stat; then the means.
 # Environment: C (64), D (4s), LOGS (off; on: nginx's access_log and Moat's access log both go
 # to files).
 set -euo pipefail
@@ -65,17 +66,22 @@ for n in A B; do
   GWP[$n]=$gw
 done
 hz=$(getconf CLK_TCK)
-one() {  # label pid url [wrk headers…] → "label p99 rps cpu_us user_us sys_us"
+one() {  # label pid url [wrk headers…] → "label p99 rps cpu_us user_us sys_us upstream_us"
   local label=$1 pid=$2 url=$3; shift 3
-  local u0 s0 u1 s1 out n
+  local u0 s0 u1 s1 up0 up1 out n
   read -r u0 s0 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+  up0=$(awk '{print $14 + $15}' "/proc/$uppid/stat")
   out=$(taskset -c 1 wrk -t1 -c"${C:-64}" -d"${D:-4s}" --latency "$@" "$url")
   read -r u1 s1 < <(awk '{print $14, $15}' "/proc/$pid/stat")
+  up1=$(awk '{print $14 + $15}' "/proc/$uppid/stat")
   n=$(echo "$out" | awk '/ requests in /{print $1}')
-  echo "$label $(echo "$out" | awk '/^ +99%/{printf "%s ", $2} /Requests\/sec/{printf "%d ", $2}')$(awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v n="$n" -v hz="$hz" 'BEGIN{printf "%.1f %.1f %.1f", (u+s)*1e6/hz/n, u*1e6/hz/n, s*1e6/hz/n}')"
+  echo "$label $(echo "$out" | awk '/^ +99%/{printf "%s ", $2} /Requests\/sec/{printf "%d ", $2}')$(awk -v u=$((u1 - u0)) -v s=$((s1 - s0)) -v up=$((up1 - up0)) -v n="$n" -v hz="$hz" 'BEGIN{printf "%.1f %.1f %.1f %.1f", (u+s)*1e6/hz/n, u*1e6/hz/n, s*1e6/hz/n, up*1e6/hz/n}')"
 }
 pxpid=$(pgrep -P "$(cat "$w/px.pid")")
-echo "label p99 req/s cpu_us/req user_us sys_us"
+# The upstream's worker shares CPU 1 with wrk: what it spends per request bounds the req/s of
+# every setup, whichever proxy is faster.
+uppid=$(pgrep -P "$(cat "$w/up.pid")")
+echo "label p99 req/s cpu_us/req user_us sys_us upstream_us/req"
 for _ in $(seq 1 "$R"); do
   # The same request as Moat gets (its token too): the upstream and wrk then do the same work
   # per request for both proxies (they share CPU 1).
@@ -86,6 +92,6 @@ for _ in $(seq 1 "$R"); do
   done
 done | tee "$w/results.txt"
 echo "means over $R rounds:"
-awk '{rps[$1]+=$3; cpu[$1]+=$4; us[$1]+=$5; sy[$1]+=$6; k[$1]++}
-     END {for (x in rps) printf "%-5s req/s %d  cpu/req %.1f us (user %.1f, sys %.1f)\n",
-          x, rps[x]/k[x], cpu[x]/k[x], us[x]/k[x], sy[x]/k[x]}' "$w/results.txt" | sort
+awk '{rps[$1]+=$3; cpu[$1]+=$4; us[$1]+=$5; sy[$1]+=$6; up[$1]+=$7; k[$1]++}
+     END {for (x in rps) printf "%-5s req/s %d  cpu/req %.1f us (user %.1f, sys %.1f)  upstream %.1f us/req\n",
+          x, rps[x]/k[x], cpu[x]/k[x], us[x]/k[x], sy[x]/k[x], up[x]/k[x]}' "$w/results.txt" | sort
