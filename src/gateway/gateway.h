@@ -82,4 +82,8 @@ class Gateway {
   std::shared_ptr<Impl> impl_;
 };
 
+// How many times, in this process, a pooled upstream connection was probed with a recv
+// before reuse because the reactor had seen something arrive on it (or could not tell).
+uint64_t PooledConnectionProbes();
+
 }  // namespace moat::gateway

@@ -1723,11 +1723,29 @@ TEST_F(GatewayTest, StrayBytesOnAnIdlePooledConnectionNeverBecomeTheNextResponse
   EXPECT_EQ(first->body, "ok");
   ASSERT_TRUE(Eventually([&] { return stray_sent.load(); }));
   ASSERT_TRUE(Eventually([&] { return upstream_.connections() == 1; }));
+  uint64_t probes = PooledConnectionProbes();
   auto next = Send(c, Get("/echo", Auth()));  // (pools are per worker: same client connection)
   ASSERT_TRUE(next);
   EXPECT_EQ(next->head.status, 200);
   EXPECT_FALSE(next->head.headers.Has("X-Stray"));
   EXPECT_EQ(next->head.headers.Get("X-Upstream"), "yes");
+  // The stray bytes made the idle socket readable: the reactor saw it, so it was probed.
+  EXPECT_GE(PooledConnectionProbes(), probes + 1);
+}
+
+// A pooled connection on which nothing arrived since its last read drained it is reused
+// without a probe: the reactor would have seen data, a FIN or an error arrive (the tests
+// around this one show those connections are still probed and not used).
+TEST_F(GatewayTest, QuietPooledConnectionsAreReusedWithoutAProbe) {
+  RawClient c(port());
+  uint64_t probes = PooledConnectionProbes();
+  for (int i = 0; i < 20; ++i) {
+    auto r = Send(c, Get("/echo", Auth()));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->head.status, 200);
+  }
+  EXPECT_EQ(upstream_.connections(), 1u);
+  EXPECT_LE(PooledConnectionProbes() - probes, 1u);  // at most after the first response
 }
 
 }  // namespace

@@ -127,6 +127,15 @@ inline void MarkDrained(Socket& s) {
     (d->*Get(TrySpeculativeTag()))[Reactor::read_op] = false;
 }
 
+// The socket's last read drained it and epoll has reported nothing for it since: any data,
+// FIN or error arriving makes the reactor mark it readable again (the edge-triggered event
+// sets try_speculative_), so nothing had arrived when the reactor last looked.
+inline bool Drained(Socket& s) {
+  Descriptor* d = Impl(s).reactor_data_;
+  return d != nullptr && (d->*Get(RegisteredEventsTag())) != 0 &&
+         !(d->*Get(TrySpeculativeTag()))[Reactor::read_op];
+}
+
 class RecvOpBase : public asio::detail::reactor_op {
  public:
   RecvOpBase(int fd, Descriptor* d, bool may_exhaust, asio::mutable_buffer b, func_type complete)

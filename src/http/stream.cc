@@ -135,6 +135,14 @@ void Stream::MarkDrained() {
 #endif
 }
 
+bool Stream::IsDrained() {
+#ifdef MOAT_HTTP_READINESS
+  return reactor_ != nullptr && socket_.is_open() && readiness::Drained(socket_);
+#else
+  return false;
+#endif
+}
+
 uint64_t EmptyReads() {
 #ifdef MOAT_HTTP_READINESS
   return readiness::g_empty_reads.load(std::memory_order_relaxed);

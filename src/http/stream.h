@@ -94,6 +94,9 @@ class Stream {
   // The caller has just seen the receive queue empty — no data, FIN or error pending (a
   // non-blocking recv(MSG_PEEK) failed with EAGAIN): the next read waits for readiness.
   void MarkDrained();
+  // The last read found the receive queue empty and the reactor has reported no data, FIN
+  // or error on the socket since (always false where readiness.h is not compiled in).
+  bool IsDrained();
 
  private:
   struct Watchdog;
