@@ -2,13 +2,13 @@
 
 #include <sys/socket.h>
 
-#include <boost/asio/experimental/awaitable_operators.hpp>
-#include <boost/beast/http/error.hpp>
-#include <boost/container/small_vector.hpp>
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <array>
 #include <atomic>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/container/small_vector.hpp>
 #include <cerrno>
 #include <charconv>
 #include <unordered_map>
