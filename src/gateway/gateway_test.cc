@@ -329,6 +329,18 @@ class GatewayTest : public ::testing::Test {
     return t;
   }
 
+  // Swaps in the usual table plus a public service `name` at `host`, fronting `port`.
+  void RouteWith(const std::string& host, const std::string& name, uint16_t port) {
+    auto t = MakeTable();
+    auto e = std::make_shared<ServiceEntry>();
+    e->name = "projects/p/locations/l/services/" + name;
+    e->upstream_host = "127.0.0.1";
+    e->upstream_port = port;
+    e->invoker_iam_disabled = true;
+    ASSERT_TRUE(t->Add(host, e));
+    routes_->Set(t);
+  }
+
   std::optional<http::testing::RawResponse> Send(RawClient& c, const std::string& req,
                                                  std::string_view method = "GET") {
     c.Send(req);
@@ -499,14 +511,7 @@ TEST_F(GatewayTest, UnknownHostIs404AndRouteSwapIsSeen) {
   EXPECT_EQ(r->head.status, 404);
   EXPECT_EQ(r->body, ErrorPage(404));
   EXPECT_EQ(gate_->calls.load(), 0);  // routing happens before the gate
-  auto t = MakeTable();
-  auto e = std::make_shared<ServiceEntry>();
-  e->name = "projects/p/locations/l/services/new";
-  e->upstream_host = "127.0.0.1";
-  e->upstream_port = upstream_.port();
-  e->invoker_iam_disabled = true;
-  ASSERT_TRUE(t->Add("nope.run.localhost", e));
-  routes_->Set(t);
+  RouteWith("nope.run.localhost", "new", upstream_.port());
   auto r2 = Send(c, Get("/", "", "nope.run.localhost"));
   ASSERT_TRUE(r2);
   EXPECT_EQ(r2->head.status, 200);
@@ -635,14 +640,7 @@ TEST_F(GatewayTest, KeepAliveReusesUpstreamConnection) {
 // connection.
 TEST_F(GatewayTest, ServicesOnDifferentUpstreamsUseTheirOwnPools) {
   Upstream other;
-  auto t = MakeTable();
-  auto e = std::make_shared<ServiceEntry>();
-  e->name = "projects/p/locations/l/services/other";
-  e->upstream_host = "127.0.0.1";
-  e->upstream_port = other.port();
-  e->invoker_iam_disabled = true;
-  ASSERT_TRUE(t->Add("other.run.localhost", e));
-  routes_->Set(t);
+  RouteWith("other.run.localhost", "other", other.port());
   RawClient c(port());
   for (int i = 0; i < 6; ++i) {
     std::string host = i % 2 == 0 ? "public.run.localhost" : "other.run.localhost";
