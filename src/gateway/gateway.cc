@@ -651,13 +651,13 @@ void Gateway::Impl::UpstreamHead(const http::Exchange& ex, const GateDecision& d
 }
 
 std::unique_ptr<Upstream> Gateway::Impl::Acquire(WorkerState& ws, const ServiceEntry& svc) {
-  std::vector<std::unique_ptr<Upstream>>& pool = ws.PoolFor(svc);
+  WorkerState::Pool& pool = ws.PoolFor(svc);
   while (!pool.empty()) {
     std::unique_ptr<Upstream> c = std::move(pool.back());
     pool.pop_back();
-    // Always probed (one non-blocking recv): besides a close, it catches bytes the upstream
-    // sent after its response, which would otherwise be read as the next request's response
-    // (possibly another user's). A close after the probe is still retried by the caller.
+    // Checked (StillUsable): besides a close, that catches bytes the upstream sent after its
+    // response, which would otherwise be read as the next request's response (possibly
+    // another user's). A close seen only afterwards is still retried by the caller.
     if (StillUsable(*c)) {
       return c;
     }
@@ -667,7 +667,7 @@ std::unique_ptr<Upstream> Gateway::Impl::Acquire(WorkerState& ws, const ServiceE
 }
 
 void Gateway::Impl::Release(WorkerState& ws, const ServiceEntry& svc, std::unique_ptr<Upstream> c) {
-  std::vector<std::unique_ptr<Upstream>>& pool = ws.PoolFor(svc);
+  WorkerState::Pool& pool = ws.PoolFor(svc);
   if (pool.size() >= options_.max_idle_upstream_connections) {
     c->Close();
     return;

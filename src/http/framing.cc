@@ -182,16 +182,16 @@ bool ParseFields(std::string_view head, size_t start, Headers* headers, const He
 // and how many there are.
 struct FramingFields {
   struct Seen {
-    const std::string_view* first = nullptr;
+    std::string_view first;
     size_t count = 0;
-    void Add(const std::string_view& v) {
-      if (count++ == 0) first = &v;
+    void Add(std::string_view v) {
+      if (count++ == 0) first = v;
     }
   };
   Seen host, content_length, transfer_encoding, connection, upgrade, expect;
 };
 
-// Pointers into `h`: valid until a field is added to it.
+// Views into the bytes `h` owns, which adding a field does not move.
 FramingFields ScanFramingFields(const Headers& h) {
   FramingFields s;
   for (const Field& f : h) {
@@ -227,7 +227,7 @@ bool ParseContentLength(const FramingFields::Seen& cl, uint64_t* out, ParseError
     *err = {status, "duplicate content-length"};
     return false;
   }
-  std::string_view v = *cl.first;
+  std::string_view v = cl.first;
   if (v.empty() || v.size() > 19) {
     *err = {status, "invalid content-length"};
     return false;
@@ -250,7 +250,7 @@ bool CheckTransferEncoding(const FramingFields::Seen& te, ParseError* err, int s
     *err = {status, "repeated transfer-encoding"};
     return false;
   }
-  if (!IEquals(*te.first, "chunked")) {
+  if (!IEquals(te.first, "chunked")) {
     *err = {status, "unsupported transfer-encoding"};
     return false;
   }
@@ -262,7 +262,7 @@ bool CheckTransferEncoding(const FramingFields::Seen& te, ParseError* err, int s
 std::string_view ConnectionOptions(const Headers& h, const FramingFields::Seen& connection,
                                    std::string* storage) {
   if (connection.count == 0) return {};
-  if (connection.count == 1) return *connection.first;
+  if (connection.count == 1) return connection.first;
   for (const Field& f : h) {
     if (f.id != FieldId::kConnection) continue;
     if (!storage->empty()) *storage += ',';
@@ -339,7 +339,7 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
   if (hosts > 1) return {400, "duplicate host"};
   if (hosts == 0 && out->version_minor == 1) return {400, "missing host"};
   if (hosts == 1) {
-    CopyInto(&out->host, *ff.host.first);
+    CopyInto(&out->host, ff.host.first);
     if (!IsValidHost(out->host)) return {400, "invalid host"};
   }
 
@@ -360,7 +360,6 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
       // What Moat routes on (host) must be what it forwards: give the fields the Host the
       // rewritten origin-form target no longer carries.
       out->headers.Add("Host", authority);
-      ff = ScanFramingFields(h);  // adding a field may have moved the others
     } else if (!IEquals(authority, out->host)) {
       return {400, "request target authority differs from host"};
     }
@@ -392,9 +391,9 @@ ParseError ParseRequestHead(std::string_view raw, RequestHead* out, const HeadLi
   // RFC 9110 §7.8: a server must ignore Upgrade in an HTTP/1.0 request.
   out->websocket_upgrade = out->version_minor == 1 && out->method == "GET" &&
                            HasToken(connection, "upgrade") && ff.upgrade.count == 1 &&
-                           HasToken(*ff.upgrade.first, "websocket");
+                           HasToken(ff.upgrade.first, "websocket");
   if (ff.expect.count > 0) {
-    if (ff.expect.count != 1 || !IEquals(*ff.expect.first, "100-continue")) {
+    if (ff.expect.count != 1 || !IEquals(ff.expect.first, "100-continue")) {
       return {417, "unsupported expectation"};
     }
     out->expect_continue = out->version_minor == 1;
