@@ -31,7 +31,7 @@ ulimit -n "$(ulimit -Hn)"
 logs=${LOGS:-off}
 nginx_log="access_log off;"; moat_log="--no-access-log"
 [ "$logs" = on ] && { nginx_log="access_log $w/px.access.log;"; moat_log=""; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/bench-lib.sh"
 UP=$(free_port); PX=$(free_port)
 conf() {  # $1 name, $2 server block, $3 access_log directive
   cat >"$w/$1.conf" <<EOC
@@ -52,11 +52,7 @@ for n in A B; do
   taskset -c 0 "$bin" serve --home "$w/home$n" --gateway-addr "127.0.0.1:$gw" \
     --api-addr "127.0.0.1:$api" --threads 1 $moat_log >"$w/$n.out" 2>"$w/$n.log" &
   PID[$n]=$!
-  for _ in $(seq 1 200); do
-    grep -q '"gateway"' "$w/$n.out" 2>/dev/null && break
-    kill -0 "${PID[$n]}" 2>/dev/null || { cat "$w/$n.log" >&2; exit 1; }
-    python3 -c 'import time; time.sleep(0.05)'
-  done
+  wait_for_moat bench-ab "${PID[$n]}" "$w/$n.out" "$w/$n.log" 200
   export MOAT_HOME=$w/home$n MOAT_API_ENDPOINT=http://127.0.0.1:$api MOAT_CONFIG=$w/cli$n
   "$bin" run deploy bench --upstream "http://127.0.0.1:$UP" --region us-central1 --project bench \
     --no-allow-unauthenticated --quiet >/dev/null 2>&1

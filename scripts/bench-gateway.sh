@@ -28,6 +28,7 @@
 # set to a file, Moat is also profiled with `perf record -g` during one extra wrk run with access
 # logs off, and `perf report` text goes to that file).
 set -euo pipefail
+source "$(dirname "$0")/bench-lib.sh"
 moat=$(realpath "${1:-build/moat}")
 rounds=${ROUNDS:-5}
 duration=${DURATION:-5s}
@@ -63,12 +64,7 @@ start_moat() {  # $1: extra flags
     --api-addr "127.0.0.1:$api_port" --forward-auth-addr "127.0.0.1:$fa_port" --threads 1 $1 >"$work/moat.out" 2>"$work/moat.log" &
   moat_pid=$!
   pids+=("$moat_pid")
-  for _ in $(seq 1 200); do
-    grep -q '"gateway"' "$work/moat.out" 2>/dev/null && return 0
-    kill -0 "$moat_pid" 2>/dev/null || { cat "$work/moat.log" >&2; exit 1; }
-    python3 -c 'import time; time.sleep(0.05)'
-  done
-  echo "bench-gateway: moat did not start" >&2; exit 1
+  wait_for_moat bench-gateway "$moat_pid" "$work/moat.out" "$work/moat.log" 200
 }
 stop_moat() { kill "$moat_pid"; wait "$moat_pid" 2>/dev/null || true; }
 

@@ -23,7 +23,7 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source "$(dirname "$0")/bench-lib.sh"
 up=$(free_port); gw=$(free_port); api=$(free_port)
 cat >"$w/up.conf" <<EOF
 worker_processes 1; pid $w/up.pid; error_log $w/up.err;
@@ -38,12 +38,7 @@ serve() {  # $@: command prefix (e.g. valgrind …)
   "$@" "$moat" serve --home "$w/home" --gateway-addr "127.0.0.1:$gw" --api-addr "127.0.0.1:$api" \
     --threads 1 --no-access-log >"$w/moat.out" 2>"$w/moat.log" &
   moat_pid=$!
-  for _ in $(seq 1 600); do
-    grep -q '"gateway"' "$w/moat.out" 2>/dev/null && return 0
-    kill -0 "$moat_pid" 2>/dev/null || { cat "$w/moat.log" >&2; exit 1; }
-    python3 -c 'import time; time.sleep(0.05)'
-  done
-  echo "bench-instructions: moat did not start" >&2; exit 1
+  wait_for_moat bench-instructions "$moat_pid" "$w/moat.out" "$w/moat.log" 600
 }
 
 # Deploy and mint a token with a plain server, then count with a fresh one on the same home.
